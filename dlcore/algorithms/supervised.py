@@ -1,0 +1,114 @@
+"""Supervised learning: classification (softmax cross-entropy) and regression (squared error).
+
+    state = State(step, params, model_state, opt_state)
+    batch = {'x': [b, *input_shape], 'y': [b] int (classification) or [b, d] float (regression)}
+
+The loss is the data term plus `optim.l2` * 0.5 ||w||^2 (biases and norm scales excluded); decoupled
+weight decay lives in the optimizer (dlcore.optim). Dropout draws from the step's key; batch-norm
+statistics are the `model_state` and are updated only in training steps.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import losses, models, optim
+from dlcore.algorithms import Algorithm
+from dlcore.loop import defaults as loop_defaults
+
+
+class State(NamedTuple):
+    step: jax.Array      # int32 scalar: updates applied so far
+    params: Any          # the model's 'params' collection
+    model_state: Any     # other collections, e.g. {'batch_stats': ...}; {} when none
+    opt_state: Any
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    """Build from config['model'], config['optim'] and config['loop']['steps']; spec from dlcore.data."""
+    model = models.build(config["model"], spec["num_outputs"])
+    tx = optim.build(config["optim"], config["loop"]["steps"])
+    lr_at = optim.schedule(config["optim"], config["loop"]["steps"])
+    l2 = config["optim"]["l2"]
+    classify = spec["task"] == "classification"
+    eval_chunk = config["loop"].get("eval_batch_size", 4096)
+
+    def init(key: jax.Array) -> State:
+        x = jnp.zeros((1, *spec["input_shape"]), jnp.float32)
+        variables = model.init({"params": key, "dropout": key}, x, train=False)
+        params = variables["params"]
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+        return State(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
+
+    def forward(params, model_state, x, train, key):
+        out = model.apply({"params": params, **model_state}, x, train=train,
+                          rngs={"dropout": key} if train else None,
+                          mutable=list(model_state) if train else False)
+        return out if train else (out, model_state)
+
+    def data_loss(out, y):
+        return losses.cross_entropy(out, y) if classify else losses.mse(out, y)
+
+    def loss_fn(params, model_state, batch, key):
+        out, new_model_state = forward(params, model_state, batch["x"], True, key)
+        loss = data_loss(out, batch["y"])
+        total = loss + l2 * losses.l2_penalty(params) if l2 > 0 else loss
+        return total, (loss, out, new_model_state)
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        grads, (loss, out, model_state) = jax.grad(loss_fn, has_aux=True)(
+            state.params, state.model_state, batch, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+                   "learning_rate": jnp.asarray(lr_at(state.step), jnp.float32)}
+        metrics["accuracy" if classify else "mse"] = (
+            losses.accuracy(out, batch["y"]) if classify else loss)
+        return State(state.step + 1, params, model_state, opt_state), metrics
+
+    def evaluate(state: State, data: dict, key: jax.Array) -> dict:
+        """Mean loss and accuracy (or mse) over the whole split, in chunks of eval_batch_size."""
+        def per_example(x, y):
+            out, _ = forward(state.params, state.model_state, x, False, key)
+            if classify:
+                return (optax.softmax_cross_entropy_with_integer_labels(out, y),
+                        (jnp.argmax(out, -1) == y).astype(jnp.float32))
+            err = jnp.mean(((out - y.reshape(out.shape)) ** 2).reshape(len(x), -1), -1)
+            return err, err
+
+        n = data["x"].shape[0]
+        chunk = min(n, eval_chunk)
+        pad = (-n) % chunk
+        xs, ys = (jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in
+                  (data["x"], data["y"]))
+        resh = lambda a: a.reshape(-1, chunk, *a.shape[1:])
+        loss, score = jax.lax.map(lambda xy: per_example(*xy), (resh(xs), resh(ys)))
+        mask = jnp.arange(n + pad) < n
+        mean = lambda v: jnp.sum(jnp.where(mask, v.reshape(-1), 0.0)) / n
+        return {"loss": mean(loss), "accuracy" if classify else "mse": mean(score)}
+
+    return Algorithm(init, step, evaluate)
+
+
+def default_config(**sections) -> dict:
+    """A complete supervised config; keyword arguments update its sections (dicts) or set keys."""
+    config = {
+        "algorithm": "supervised",
+        "seed": 0,
+        "data": {"name": "mnist1d", "batch_size": 100, "shuffle": False,
+                 "validation_fraction": 0.0},
+        "model": {"name": "mlp", "hidden": (100, 100), "activation": "relu", "residual": False,
+                  "dropout": 0.0, "batch_norm": False, "init": "lecun_normal"},
+        "optim": optim.defaults(),
+        "loop": loop_defaults(),
+        "published": {},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config

@@ -1,0 +1,321 @@
+"""The host loop: one linear function that drives any algorithm's pure `init`/`step`/`evaluate`.
+
+    run(config, workdir, seeds=1) -> summary
+
+1. check the config and the run directory, build data and algorithm (nothing compiled yet);
+2. resume from the newest good checkpoint in `workdir/checkpoints`, or `init` fresh;
+3. call the jitted step (carry donated; `steps_per_call` steps per call with `lax.scan`), the batch
+   taken on the device from the step number, the key `fold_in(step_key, step)`: a resumed run
+   replays the uninterrupted one exactly;
+4. pull metrics to the host only at log, eval and checkpoint steps; stop naming the first step whose
+   metrics were NaN/Inf, before any checkpoint of that step is written;
+5. evaluate and checkpoint on a schedule; end with `summary.json` and PNG learning curves.
+
+Several seeds run as one program (`jax.vmap` over the seed axis of the state) or one after another
+(`loop.seeds_in_one_program`); which is faster depends on the model and backend: see
+benchmarks/seeds.py. The loop knows nothing of any one algorithm.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlcore import algorithms, checkpoint, data as data_lib, parallel, writers
+from dlcore.config import ConfigError, check, flatten, one_of
+from dlcore.data.batching import batch_indices, take
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN/Inf metrics); the command line exits with status 1."""
+
+
+def defaults(**overrides) -> dict:
+    """The `loop` section with every key present."""
+    cfg = dict(steps=1000, log_every=100, eval_every=500, checkpoint_every=500, keep_checkpoints=2,
+               best_metric="test/accuracy", best_mode="max", steps_per_call=1,
+               seeds_in_one_program=True, devices=1, eval_batch_size=4096,
+               max_device_data_mb=4096, plots=True)
+    unknown = set(overrides) - set(cfg)
+    assert not unknown, f"unknown loop keys {unknown}"
+    cfg.update(overrides)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    """ConfigError for any impossible loop setting."""
+    for key in ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                "steps_per_call", "eval_batch_size"):
+        check(isinstance(cfg[key], int) and cfg[key] > 0, f"loop.{key}",
+              f"must be a positive integer; got {cfg[key]}")
+    k = cfg["steps_per_call"]
+    for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        check(cfg[key] % k == 0, f"loop.{key}",
+              f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
+    one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
+
+
+# --- the run directory ----------------------------------------------------------------------------
+
+def prepare_workdir(workdir: Path, config: dict) -> None:
+    """Create the run directory, prove it writable, and refuse to resume a different experiment."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"run directory {workdir} is not writable ({e.strerror})") from None
+    saved = workdir / "config.json"
+    if saved.exists():
+        old = flatten(json.loads(saved.read_text()))
+        new = flatten(json.loads(json.dumps(config)))
+        changed = sorted(k for k in set(old) | set(new)
+                         if old.get(k) != new.get(k) and not k.startswith("loop."))
+        if changed:
+            raise ConfigError(
+                f"run directory {workdir} holds a run with a different config ({', '.join(changed)});"
+                " choose another --workdir, or pass --fresh to start over there")
+    _write_json(saved, config)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, (np.generic, jax.Array)):
+        return np.asarray(x).tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True) -> dict:
+    """Train `config` in `workdir` (resuming what is there) and return the summary it writes."""
+    t_start = time.perf_counter()
+    workdir = Path(workdir)
+    check(isinstance(seeds, int) and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
+    cfg = config["loop"]
+    validate(cfg)
+    if seeds > 1 and not cfg["seeds_in_one_program"]:
+        return _run_sequential_seeds(config, workdir, seeds, progress, t_start)
+
+    # 1. build everything on the host; every config error surfaces here, before any compile.
+    splits, spec = data_lib.load(config["data"])
+    algorithm = algorithms.get(config["algorithm"]).make(config, spec)
+    mesh = parallel.data_mesh(cfg["devices"])
+    parallel.check_divisible(config["data"]["batch_size"], mesh)
+    nbytes = sum(a.nbytes for d in splits.values() for a in d.values())
+    check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
+          f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
+    prepare_workdir(workdir, config)
+
+    seed_list = [config["seed"] + i for i in range(seeds)]
+    vmapped = seeds > 1
+    roots = [jax.random.key(s) for s in seed_list]
+    keys = jax.tree.map(lambda *k: jnp.stack(k), *[_split_keys(r) for r in roots]) if vmapped \
+        else _split_keys(roots[0])
+    over_seeds = (lambda f, *a, **kw: jax.vmap(f, *a, **kw)) if vmapped else (lambda f, **kw: f)
+
+    # 2. fresh state, or the newest good checkpoint.
+    device_data = parallel.put_replicated(jax.device_put(splits), mesh)
+    states = jax.jit(over_seeds(algorithm.init))(keys["init"])
+    states = parallel.put_replicated(states, mesh)
+    mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
+                              cfg["best_metric"] or None, cfg["best_mode"])
+    restored = checkpoint.restore_newest_good(mngr, {"state": states, "step": np.int64(0)})
+    start = 0
+    if restored is not None:
+        tree, start = restored
+        states = parallel.put_replicated(tree["state"], mesh)
+        print(f"resumed from step {start} in {workdir}", flush=True)
+    writers.truncate_jsonl(workdir / "metrics.jsonl", start)
+
+    # 3. the compiled step: k updates per call, metrics summed on the device.
+    total, k = cfg["steps"], cfg["steps_per_call"]
+    train_n, bs = len(splits["train"]["x"]), config["data"]["batch_size"]
+    shuffle = config["data"]["shuffle"]
+
+    def one_update(state, acc, t, data, key_data, key_step):
+        batch = take(data["train"], batch_indices(t, train_n, bs, shuffle, key_data))
+        batch = parallel.constrain_batch(batch, mesh)
+        state, metrics = algorithm.step(state, batch, jax.random.fold_in(key_step, t))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in metrics.values()]))
+        acc = {"sum": jax.tree.map(jnp.add, acc["sum"], metrics), "n": acc["n"] + 1,
+               "bad": jnp.where((acc["bad"] < 0) & ~finite, t, acc["bad"])}
+        return state, acc
+
+    update = over_seeds(one_update, in_axes=(0, 0, None, None, 0, 0))
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_call(carry, data, key_data, key_step):
+        def body(carry, _):
+            state, acc, t = carry
+            state, acc = update(state, acc, t, data, key_data, key_step)
+            return (state, acc, t + 1), None
+        if k == 1:
+            return body(carry, None)[0]
+        return jax.lax.scan(body, carry, None, length=k)[0]
+
+    evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)))
+
+    metric_shapes = jax.eval_shape(
+        lambda s: algorithm.step(s, take(splits["train"], jnp.arange(bs)), jax.random.key(0))[1],
+        states if not vmapped else jax.tree.map(lambda a: a[0], states))
+
+    def zero_acc():
+        lead = (seeds,) if vmapped else ()
+        return {"sum": {n: jnp.zeros(lead + s.shape, s.dtype) for n, s in metric_shapes.items()},
+                "n": jnp.zeros(lead, jnp.int32), "bad": jnp.full(lead, -1, jnp.int32)}
+
+    # 4./5. the loop itself.
+    tb = writers.TensorBoardWriter(workdir / "tensorboard")
+    bar = writers.Progress(total, start, label=f"{config['experiment']} ") if progress else None
+    carry = (states, zero_acc(), jnp.asarray(start, jnp.int32))
+    t, last_saved, eval_metrics = start, (start if restored else None), {}
+    t_loop, steps_timed = None, 0
+    try:
+        while t < total:
+            carry = train_call(carry, device_data, keys["data"], keys["step"])
+            t += k
+            if t_loop is None:  # the first call compiles; time the rest
+                jax.block_until_ready(carry)
+                t_loop, steps_timed = time.perf_counter(), t
+            is_eval = t % cfg["eval_every"] == 0 or t == total
+            is_ckpt = t % cfg["checkpoint_every"] == 0 or t == total
+            if not (t % cfg["log_every"] == 0 or is_eval or is_ckpt):
+                continue
+            states, acc, t_dev = carry
+            record = _train_record(jax.device_get(acc), t, last_saved, workdir, vmapped)
+            carry = (states, zero_acc(), t_dev)
+            if is_eval:
+                eval_metrics = _evaluate(evaluate, states, device_data, keys["eval"], splits,
+                                         with_train=False)
+                record.update(eval_metrics)
+            _log(workdir, tb, t, record, vmapped)
+            if bar:
+                bar.update(t, _means(record))
+            if is_ckpt:
+                best = cfg["best_metric"]
+                metrics = {best: float(np.mean(eval_metrics[best]))} if (
+                    is_eval and best in eval_metrics) else None
+                checkpoint.save(mngr, t, {"state": states, "step": np.int64(t)}, metrics)
+                last_saved = t
+        jax.block_until_ready(carry)
+        t_end = time.perf_counter()
+    finally:
+        if bar:
+            bar.close()
+        tb.close()
+        mngr.wait_until_finished()
+        mngr.close()
+
+    # the end: every split evaluated, summary and plots.
+    states = carry[0]
+    final = _evaluate(evaluate, states, device_data, keys["eval"], splits, with_train=True)
+    summary = _summary(config, final, seed_list, t_start, total,
+                       (t_end - t_loop, total - steps_timed) if t_loop else None, vmapped)
+    _write_json(workdir / "summary.json", summary)
+    if cfg["plots"]:
+        from dlcore import plots
+        plots.learning_curves(workdir)
+    return summary
+
+
+def _split_keys(root: jax.Array) -> dict:
+    """Independent streams for init, data order, per-step randomness and evaluation."""
+    init, data, step, evaluation = jax.random.split(root, 4)
+    return {"init": init, "data": data, "step": step, "eval": evaluation}
+
+
+def _train_record(acc: dict, t: int, last_saved, workdir: Path, vmapped: bool) -> dict:
+    bad = np.atleast_1d(acc["bad"])
+    if (bad >= 0).any():
+        first = int(bad[bad >= 0].min())
+        seeds = np.nonzero(bad >= 0)[0].tolist()
+        names = [n for n, v in acc["sum"].items() if not np.all(np.isfinite(v))]
+        where = (f"the last good checkpoint is step {last_saved} in {workdir / 'checkpoints'}"
+                 if last_saved is not None else "no checkpoint had been written")
+        raise TrainingError(
+            f"training diverged: {', '.join(names) or 'a metric'} became NaN or Inf at step "
+            f"{first + 1}{f' for seed index {seeds}' if vmapped else ''}; "
+            f"{where}. Lower optim.learning_rate or set optim.clip_norm.")
+    n = np.maximum(acc["n"], 1)
+    return {f"train/{name}": v / n for name, v in acc["sum"].items()}
+
+
+def _evaluate(evaluate, states, device_data, key, splits, with_train: bool) -> dict:
+    out = {}
+    for split in splits:
+        if split == "train" and not with_train:
+            continue
+        for name, v in jax.device_get(evaluate(states, device_data[split], key)).items():
+            out[f"{split}/{name}"] = v
+    return out
+
+
+def _means(record: dict) -> dict:
+    return {k: float(np.mean(v)) for k, v in record.items()}
+
+
+def _log(workdir: Path, tb, t: int, record: dict, vmapped: bool) -> None:
+    row = {"step": t, "time": time.time(), **_means(record)}
+    if vmapped:
+        row["per_seed"] = {k: np.asarray(v).tolist() for k, v in record.items()}
+    writers.append_jsonl(workdir / "metrics.jsonl", row)
+    tb.scalars(t, _means(record))
+
+
+def _summary(config, final, seed_list, t_start, total, timed, vmapped) -> dict:
+    """summary.json: final metrics (means over seeds), their spread, and how the run went."""
+    metrics, std, per_seed = {}, {}, {}
+    for name, v in final.items():
+        key = name.replace("/", "_")
+        v = np.atleast_1d(np.asarray(v, np.float64))
+        metrics[key], std[key], per_seed[key] = float(v.mean()), float(v.std()), v.tolist()
+    return {
+        "experiment": config["experiment"],
+        "metrics": metrics,
+        "metrics_std": std,
+        "per_seed": per_seed,
+        "published": config.get("published", {}),
+        "seconds": time.perf_counter() - t_start,
+        "steps": total,
+        "steps_per_second": (timed[1] / timed[0]) if timed and timed[0] > 0 else None,
+        "seeds": len(seed_list),
+        "seed_values": seed_list,
+        "seeds_in_one_program": vmapped,
+        "versions": {"python": platform.python_version(), "jax": jax.__version__,
+                     "backend": jax.default_backend(), "devices": jax.device_count()},
+        "config": config,
+    }
+
+
+def _run_sequential_seeds(config, workdir, seeds, progress, t_start) -> dict:
+    """Seeds one after another, each in workdir/seed_<s>; the summary aggregates them."""
+    runs = []
+    for i in range(seeds):
+        cfg = json.loads(json.dumps(config, default=_jsonable))
+        cfg["seed"] = config["seed"] + i
+        runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
+    final = {k.replace("_", "/", 1): [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
+    rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
+    prepare_workdir(workdir, config)
+    summary = _summary(config, final, [config["seed"] + i for i in range(seeds)], t_start,
+                       config["loop"]["steps"], None, False)
+    summary["seeds_in_one_program"] = False
+    summary["steps_per_second"] = float(np.mean(rates)) if rates else None
+    _write_json(workdir / "summary.json", summary)
+    return summary

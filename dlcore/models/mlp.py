@@ -1,0 +1,92 @@
+"""Multilayer perceptrons and logistic regression (Flax Linen).
+
+Models know nothing of training: `__call__(x, train)` maps a batch to outputs. Dropout draws from
+the 'dropout' rng stream, batch norm keeps its statistics in the 'batch_stats' collection; both are
+explicit at `apply` time (`rngs=`, `mutable=`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dlcore.config import one_of
+
+ACTIVATIONS: dict[str, Callable] = {
+    "sigmoid": nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": nn.relu,
+    "leaky_relu": nn.leaky_relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+    "softplus": nn.softplus,
+    "identity": lambda x: x,
+}
+
+
+def _torch_uniform(fan_in: int):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's nn.Linear default, for kernels and biases.
+
+    Reproductions of PyTorch papers (MNIST-1D among them) use it to match the reference runs.
+    """
+    bound = 1.0 / jnp.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+KERNEL_INITS = {
+    "lecun_normal": lambda fan_in: nn.initializers.lecun_normal(),
+    "he_normal": lambda fan_in: nn.initializers.he_normal(),
+    "he_uniform": lambda fan_in: nn.initializers.he_uniform(),
+    "xavier_uniform": lambda fan_in: nn.initializers.xavier_uniform(),
+    "xavier_normal": lambda fan_in: nn.initializers.xavier_normal(),
+    "torch": _torch_uniform,
+}
+
+
+def dense(features: int, fan_in: int, init: str, name: str | None = None) -> nn.Dense:
+    """A Dense layer with the named initializer ('torch' also draws biases uniformly)."""
+    one_of(init, "model.init", KERNEL_INITS)
+    bias_init = _torch_uniform(fan_in) if init == "torch" else nn.initializers.zeros
+    return nn.Dense(features, kernel_init=KERNEL_INITS[init](fan_in), bias_init=bias_init,
+                    name=name)
+
+
+class MLP(nn.Module):
+    """x: [batch, ...] (flattened) -> outputs [batch, num_outputs].
+
+    hidden: widths of the hidden layers; () gives logistic/linear regression.
+    residual: add the layer's input to its output wherever the widths agree (h + act(W h)).
+    batch_norm: normalise each hidden pre-activation; dropout: rate after each activation.
+    """
+    hidden: Sequence[int]
+    num_outputs: int
+    activation: str = "relu"
+    residual: bool = False
+    dropout: float = 0.0
+    batch_norm: bool = False
+    initializer: str = "lecun_normal"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        act = ACTIVATIONS[one_of(self.activation, "model.activation", ACTIVATIONS)]
+        h = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            z = dense(width, h.shape[-1], self.initializer, name=f"dense_{i}")(h)
+            if self.batch_norm:
+                z = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{i}")(z)
+            z = act(z)
+            if self.dropout > 0:
+                z = nn.Dropout(self.dropout, deterministic=not train)(z)
+            h = h + z if self.residual and z.shape[-1] == h.shape[-1] else z
+        return dense(self.num_outputs, h.shape[-1], self.initializer, name="head")(h)
+
+
+def logistic_regression(num_outputs: int, init: str = "lecun_normal") -> MLP:
+    """Logistic (softmax) regression: one linear layer, [batch, ...] -> [batch, num_outputs]."""
+    return MLP(hidden=(), num_outputs=num_outputs, initializer=init)

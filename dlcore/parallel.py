@@ -1,0 +1,53 @@
+"""Devices: a 1-D data-parallel mesh, and the shardings the loop places arrays with.
+
+Nothing else in dlcore knows about devices. Data parallelism here is plain `jax.jit` over
+`NamedSharding`s: parameters and the on-device data set are replicated, each batch is constrained
+to be split along the mesh's 'data' axis, and XLA inserts the gradient all-reduce. The algorithm's
+`step` is unchanged.
+"""
+from __future__ import annotations
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dlcore.config import ConfigError
+
+
+def data_mesh(num_devices: int) -> Mesh | None:
+    """A mesh over the first `num_devices` devices (axis 'data'); None for one device."""
+    available = jax.device_count()
+    if num_devices == -1:
+        num_devices = available
+    if num_devices < 1 or num_devices > available:
+        raise ConfigError(f"config key 'loop.devices': {num_devices} devices asked for, "
+                          f"{available} available (-1 means all)")
+    if num_devices == 1:
+        return None
+    return Mesh(jax.devices()[:num_devices], ("data",))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+    """Split the batch axis, which follows `leading_axes` unsharded axes (e.g. a seed axis)."""
+    return NamedSharding(mesh, P(*([None] * leading_axes), "data"))
+
+
+def constrain_batch(batch, mesh: Mesh | None, leading_axes: int = 0):
+    """Inside jit: ask for `batch` to be split over the mesh (identity without a mesh)."""
+    if mesh is None:
+        return batch
+    return jax.lax.with_sharding_constraint(batch, batch_sharding(mesh, leading_axes))
+
+
+def put_replicated(tree, mesh: Mesh | None):
+    """Place a pytree on every device of the mesh (or leave it where it is without one)."""
+    return tree if mesh is None else jax.device_put(tree, replicated(mesh))
+
+
+def check_divisible(batch_size: int, mesh: Mesh | None) -> None:
+    if mesh is not None and batch_size % mesh.size:
+        raise ConfigError(f"config key 'data.batch_size': {batch_size} is not divisible by the "
+                          f"{mesh.size} devices of the mesh")

@@ -1,0 +1,223 @@
+"""Where metrics go: JSON lines, TensorBoard event files, and a progress bar on stderr.
+
+The TensorBoard writer is the event-file format itself (TFRecord framing, CRC32C, the few protobuf
+fields of a scalar summary), about forty lines, so dlcore needs neither TensorFlow nor tensorboardX.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+# --- JSON lines -----------------------------------------------------------------------------------
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete line of a metrics file (a torn last line from a killed process is skipped)."""
+    out = []
+    if not Path(path).exists():
+        return out
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep only records with step <= last_step: a resumed run rewrites what came after."""
+    if Path(path).exists():
+        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, path)
+
+
+# --- TensorBoard ----------------------------------------------------------------------------------
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as TFRecord framing uses."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> int:
+    c = crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint((number << 3) | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def _event(wall_time: float, step: int, file_version: str | None = None,
+           scalars: dict[str, float] | None = None) -> bytes:
+    msg = _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step))
+    if file_version:
+        msg += _field(3, 2, file_version.encode())
+    if scalars:
+        values = b"".join(
+            _field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value)))
+            for tag, value in scalars.items())
+        msg += _field(5, 2, values)
+    return msg
+
+
+class TensorBoardWriter:
+    """Scalars to `logdir/events.out.tfevents.<time>.<host>`, readable by TensorBoard."""
+
+    def __init__(self, logdir: Path):
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(logdir) / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"
+        self._f = open(self.path, "ab")
+        self._record(_event(time.time(), 0, file_version="brain.Event:2"))
+
+    def _record(self, data: bytes) -> None:
+        header = struct.pack("<Q", len(data))
+        self._f.write(header + struct.pack("<I", _masked_crc(header)) + data
+                      + struct.pack("<I", _masked_crc(data)))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        finite = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+        self._record(_event(time.time(), step, scalars=finite))
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_tensorboard(path: Path) -> list[tuple[int, str, float]]:
+    """[(step, tag, value)] from an event file, checking every CRC (used by tests and reports)."""
+    raw, out, pos = Path(path).read_bytes(), [], 0
+    while pos < len(raw):
+        header = raw[pos:pos + 8]
+        (n,) = struct.unpack("<Q", header)
+        if struct.unpack("<I", raw[pos + 8:pos + 12])[0] != _masked_crc(header):
+            raise ValueError(f"{path}: bad length CRC at byte {pos}")
+        data = raw[pos + 12:pos + 12 + n]
+        if struct.unpack("<I", raw[pos + 12 + n:pos + 16 + n])[0] != _masked_crc(data):
+            raise ValueError(f"{path}: bad data CRC at byte {pos}")
+        out.extend(_parse_event(data))
+        pos += 16 + n
+    return out
+
+
+def _parse(msg: bytes):
+    """Minimal protobuf reader: yields (field number, wire type, value)."""
+    pos = 0
+    while pos < len(msg):
+        key, pos = _read_varint(msg, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(msg, pos)
+        elif wire == 1:
+            value, pos = msg[pos:pos + 8], pos + 8
+        elif wire == 5:
+            value, pos = msg[pos:pos + 4], pos + 4
+        else:
+            n, pos = _read_varint(msg, pos)
+            value, pos = msg[pos:pos + n], pos + n
+        yield number, wire, value
+
+
+def _read_varint(msg: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = msg[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return result, pos
+
+
+def _parse_event(data: bytes) -> list[tuple[int, str, float]]:
+    fields = list(_parse(data))
+    step = next((v for f, _, v in fields if f == 2), 0)
+    out = []
+    for f, _, summary in fields:
+        if f == 5:
+            for _, _, value in _parse(summary):
+                kv = {fn: v for fn, _, v in _parse(value)}
+                out.append((step, kv[1].decode(), struct.unpack("<f", kv[2])[0]))
+    return out
+
+
+# --- progress bar ---------------------------------------------------------------------------------
+
+class Progress:
+    """`step/total  pct  rate it/s  ETA  key metrics` on stderr.
+
+    Redrawn in place on a terminal; on a pipe or a CI log, one line about every 10 % of the run.
+    """
+
+    def __init__(self, total: int, start: int = 0, stream=None, label: str = ""):
+        self.total, self.start, self.label = total, start, label
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self._next_line = start
+
+    def update(self, step: int, metrics: dict | None = None) -> None:
+        if not self.tty and step < self._next_line and step < self.total:
+            return
+        self._next_line = step + max(1, self.total // 10)
+        elapsed = time.perf_counter() - self.t0
+        done = step - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else math.inf
+        shown = " ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in (metrics or {}).items()
+                         if k in ("train/loss", "test/accuracy", "validation/accuracy"))
+        line = (f"{self.label}{step}/{self.total} {100 * step / max(self.total, 1):3.0f}% "
+                f"{rate:,.0f} it/s ETA {_clock(eta)} {shown}")
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
