@@ -120,7 +120,7 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
         key, text = item.split("=", 1)
         key = key.strip()
         if key not in flat:
-            sections = {k.rsplit(".", 1)[0] for k in flat if "." in k}
+            sections = {k.rsplit(".", n)[0] for k in flat for n in range(1, k.count(".") + 1)}
             if key in sections:
                 raise ConfigError(f"'{key}' is a section; set one of its keys, e.g. "
                                   f"{sorted(k for k in flat if k.startswith(key + '.'))[0]}")

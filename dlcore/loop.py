@@ -135,7 +135,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     states = parallel.put_replicated(states, mesh)
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])
-    restored = checkpoint.restore_newest_good(mngr, {"state": states, "step": np.int64(0)})
+    restored = checkpoint.restore_newest_good(mngr, {"state": states, "step": np.zeros((), np.int64)})
     start = 0
     if restored is not None:
         tree, start = restored
@@ -211,7 +211,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
                 best = cfg["best_metric"]
                 metrics = {best: float(np.mean(eval_metrics[best]))} if (
                     is_eval and best in eval_metrics) else None
-                checkpoint.save(mngr, t, {"state": states, "step": np.int64(t)}, metrics)
+                checkpoint.save(mngr, t, {"state": states, "step": np.asarray(t, np.int64)}, metrics)
                 last_saved = t
         jax.block_until_ready(carry)
         t_end = time.perf_counter()

@@ -63,7 +63,7 @@ def make(config: dict, spec: dict) -> Algorithm:
             state.params, state.model_state, batch, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": jnp.asarray(lr_at(state.step), jnp.float32)}
         metrics["accuracy" if classify else "mse"] = (
             losses.accuracy(out, batch["y"]) if classify else loss)

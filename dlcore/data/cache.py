@@ -23,7 +23,8 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
+            np.savez(f, **arrays)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -33,7 +34,10 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def load_npz(path: str | Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read an .npz with pickles refused; ConfigError naming the file if it is unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
+            raise ValueError("it holds a single array, not named arrays")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ConfigError(f"data file {path} does not exist") from None
