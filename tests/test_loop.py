@@ -119,9 +119,8 @@ def test_corrupted_newest_checkpoint_falls_back(tmp_path):
 
 
 def test_nan_stops_naming_the_step_and_keeps_checkpoints(tmp_path):
-    cfg = tiny(**{"optim.name": "sgd", "optim.learning_rate": 1e20, "loop.checkpoint_every": 10,
-                  "loop.eval_every": 10})
-    cfg = config_lib.apply_overrides(cfg, ["loop.steps=60"])
+    cfg = tiny(**{"optim.name": "sgd", "optim.learning_rate": 10.0, "loop.checkpoint_every": 2,
+                  "loop.eval_every": 2, "loop.log_every": 2, "model.hidden": "100,100"})
     with pytest.raises(loop.TrainingError, match=r"NaN or Inf at step \d+") as e:
         loop.run(cfg, tmp_path, progress=False)
     step = int(str(e.value).split("at step ")[1].split(";")[0].split()[0])

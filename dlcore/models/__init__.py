@@ -12,9 +12,9 @@ __all__ = ["build", "MLP", "logistic_regression", "ACTIVATIONS"]
 def build(cfg: dict, num_outputs: int) -> nn.Module:
     """Model from the `model` config section; every value is checked before anything compiles."""
     name = one_of(cfg.get("name"), "model.name", ("mlp", "logreg"))
-    one_of(cfg.get("init", "lecun_normal"), "model.init", KERNEL_INITS)
+    init = one_of(cfg.get("init", "lecun_normal"), "model.init", KERNEL_INITS)
     if name == "logreg":
-        return logistic_regression(num_outputs, cfg.get("init", "lecun_normal"))
+        return logistic_regression(num_outputs, init)
     one_of(cfg["activation"], "model.activation", ACTIVATIONS)
     hidden = tuple(cfg["hidden"])
     check(all(isinstance(w, int) and w > 0 for w in hidden), "model.hidden",
@@ -22,4 +22,4 @@ def build(cfg: dict, num_outputs: int) -> nn.Module:
     check(0.0 <= cfg["dropout"] < 1.0, "model.dropout", f"must be in [0, 1); got {cfg['dropout']}")
     return MLP(hidden=hidden, num_outputs=num_outputs, activation=cfg["activation"],
                residual=cfg["residual"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
-               initializer=cfg["init"])
+               initializer=init)
