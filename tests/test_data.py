@@ -1,0 +1,415 @@
+"""dlcore.data: generated and shipped data sets, the split/check logic, and the on-disk loaders.
+
+Every file the loaders read is written here; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from dlcore import data
+from dlcore.config import ConfigError
+from dlcore.data import cache, files, mnist1d
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("DLCORE_CACHE", str(d))
+    return d
+
+
+# --- MNIST-1D -------------------------------------------------------------------------------------
+
+def test_mnist1d_generate_cache_and_reload(cache_dir, monkeypatch):
+    np.random.seed(1234)
+    before = np.random.get_state()
+    a = mnist1d.load({"name": "mnist1d", "batch_size": 100})
+    after = np.random.get_state()
+    # numpy's global generator is left exactly where it was
+    assert before[0] == after[0] and before[2:] == after[2:]
+    np.testing.assert_array_equal(before[1], after[1])
+
+    assert a["x"].shape == (4000, 40) and a["x_test"].shape == (1000, 40)
+    assert a["y"].shape == (4000,) and a["y_test"].shape == (1000,)
+    assert a["x"].dtype == np.float32 and a["y"].dtype == np.int32
+    for y in (a["y"], a["y_test"]):
+        assert set(np.unique(y).tolist()) == set(range(10))
+    assert np.all(np.isfinite(a["x"])) and a["x"].std() > 0.1
+
+    written = sorted(p.name for p in cache_dir.iterdir())
+    assert len(written) == 1 and written[0].startswith("mnist1d-") and written[0].endswith(".npz")
+    on_disk = cache.load_npz(cache_dir / written[0], ("x", "y", "x_test", "y_test"))
+    for k in a:
+        np.testing.assert_array_equal(on_disk[k], a[k])
+
+    # the second load reads the cache: generating again would be an error here
+    def no_generate(args):
+        raise AssertionError("regenerated although the cache was there")
+    monkeypatch.setattr(mnist1d, "generate", no_generate)
+    b = mnist1d.load({"name": "mnist1d", "batch_size": 100, "unrelated_key": 3})
+    assert set(b) == set(a)
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k])
+        assert b[k].dtype == a[k].dtype
+
+
+def fake_arrays(n=6):
+    return {"x": np.ones((n, 40), np.float32), "y": np.arange(n, dtype=np.int32) % 10,
+            "x_test": np.zeros((2, 40), np.float32), "y_test": np.array([0, 1], np.int32)}
+
+
+def test_mnist1d_cache_name_depends_on_generator_args(cache_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mnist1d, "generate", lambda args: calls.append(dict(args)) or fake_arrays())
+    mnist1d.load({"seed": 1})
+    mnist1d.load({"seed": 2})
+    mnist1d.load({"seed": 1})
+    assert [c["seed"] for c in calls] == [1, 2]
+    assert calls[0]["num_samples"] == 5000 and calls[0]["padding"] == (36, 60)
+    assert len(list(cache_dir.glob("mnist1d-*.npz"))) == 2
+    assert sorted(p.name for p in cache_dir.iterdir() if not p.name.startswith("mnist1d-")) == []
+
+
+def test_mnist1d_torn_cache_is_regenerated(cache_dir, monkeypatch):
+    monkeypatch.setattr(mnist1d, "generate", lambda args: fake_arrays())
+    first = mnist1d.load({"seed": 5})
+    (path,) = cache_dir.glob("mnist1d-*.npz")
+    path.write_bytes(path.read_bytes()[:50])  # a torn write
+    again = mnist1d.load({"seed": 5})
+    np.testing.assert_array_equal(again["x"], first["x"])
+    assert cache.load_npz(path, ("x",))["x"].shape == (6, 40)  # rewritten whole
+
+
+def test_save_npz_round_trip_leaves_no_temp_files(tmp_path):
+    arrays = {"a": np.arange(5, dtype=np.int16), "b": np.eye(2, dtype=np.float32)}
+    path = tmp_path / "x.npz"
+    cache.save_npz(path, arrays)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+    back = cache.load_npz(path, ("a", "b"))
+    for k in arrays:
+        np.testing.assert_array_equal(back[k], arrays[k])
+        assert back[k].dtype == arrays[k].dtype
+
+
+def test_cache_path_uses_env(cache_dir):
+    p = cache.cache_path("thing.npz")
+    assert p == cache_dir / "thing.npz" and cache_dir.is_dir()
+
+
+# --- scikit-learn data sets -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load({"name": "digits", "batch_size": 32})
+
+
+def test_digits(digits):
+    splits, spec = digits
+    assert set(splits) == {"train", "test"}
+    tr, te = splits["train"], splits["test"]
+    assert tr["x"].shape == (1437, 8, 8, 1) and te["x"].shape == (360, 8, 8, 1)
+    assert tr["y"].shape == (1437,) and te["y"].shape == (360,)
+    assert tr["x"].dtype == np.float32 and tr["y"].dtype == np.int32
+    for x in (tr["x"], te["x"]):
+        assert x.min() == 0.0 and x.max() == 1.0
+    assert spec == {"input_shape": (8, 8, 1), "num_outputs": 10, "task": "classification"}
+    # stratified: every class has 35 or 37 test examples (digits has 174..183 per class)
+    counts = np.bincount(te["y"], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+
+
+def test_digits_validation_fraction_carves_end_of_train(digits):
+    full = digits[0]["train"]
+    splits, spec = data.load({"name": "digits", "batch_size": 32, "validation_fraction": 0.1})
+    n_val = round(1437 * 0.1)
+    assert set(splits) == {"train", "validation", "test"}
+    np.testing.assert_array_equal(splits["validation"]["x"], full["x"][-n_val:])
+    np.testing.assert_array_equal(splits["validation"]["y"], full["y"][-n_val:])
+    np.testing.assert_array_equal(splits["train"]["x"], full["x"][:-n_val])
+    np.testing.assert_array_equal(splits["test"]["y"], digits[0]["test"]["y"])
+    assert len(splits["train"]["x"]) + n_val == 1437
+
+
+def test_diabetes():
+    splits, spec = data.load({"name": "diabetes", "batch_size": 16})
+    assert spec == {"input_shape": (10,), "num_outputs": 1, "task": "regression"}
+    tr, te = splits["train"], splits["test"]
+    assert tr["x"].shape == (353, 10) and te["x"].shape == (89, 10)
+    assert tr["y"].shape == (353, 1) and tr["y"].dtype == np.float32
+    assert te["y"].dtype == np.float32
+    # standardised with the training statistics
+    np.testing.assert_allclose(tr["x"].mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(tr["x"].std(0), 1, rtol=1e-4)
+    np.testing.assert_allclose(tr["y"].mean(), 0, atol=1e-5)
+    assert len(np.unique(tr["y"])) > 100  # real-valued targets, not classes
+
+
+@pytest.mark.parametrize("cfg,key", [
+    ({"name": "digits", "batch_size": 5000}, "data.batch_size"),
+    ({"name": "digits", "batch_size": 1437, "validation_fraction": 0.5}, "data.batch_size"),
+    ({"name": "digits", "batch_size": 0}, "data.batch_size"),
+    ({"name": "digits", "batch_size": 2.0}, "data.batch_size"),
+    ({"name": "digits", "batch_size": 8, "validation_fraction": 1.0}, "data.validation_fraction"),
+    ({"name": "imagenet", "batch_size": 8}, "data.name"),
+])
+def test_load_rejects(cfg, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        data.load(cfg)
+
+
+def test_batch_size_error_says_how_many_examples():
+    with pytest.raises(ConfigError, match="larger than the 1437 training examples"):
+        data.load({"name": "digits", "batch_size": 1438})
+
+
+# --- check_arrays ---------------------------------------------------------------------------------
+
+def splits_of(x, y, xt, yt):
+    return {"train": {"x": x, "y": y}, "test": {"x": xt, "y": yt}}
+
+
+def test_check_arrays_spec_and_dtypes():
+    s = splits_of(np.arange(12, dtype=np.uint8).reshape(3, 4), np.array([0, 4, 1], np.int64),
+                  np.zeros((2, 4), np.float64), np.array([6, 0]))
+    spec = data.check_arrays(s, "toy")
+    assert spec == {"input_shape": (4,), "num_outputs": 7, "task": "classification"}
+    assert s["train"]["x"].dtype == np.float32 and s["train"]["y"].dtype == np.int32
+    assert s["test"]["x"].dtype == np.float32
+    np.testing.assert_array_equal(s["train"]["x"][1], [4, 5, 6, 7])
+
+
+def test_check_arrays_regression_spec():
+    s = splits_of(np.zeros((3, 2)), np.zeros((3, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2, 3)))
+    assert data.check_arrays(s, "toy") == {"input_shape": (2,), "num_outputs": 6,
+                                           "task": "regression"}
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: splits_of(np.zeros((3, 4)), np.zeros(2, int), np.zeros((2, 4)), np.zeros(2, int)),
+     r"'toy' train: 3 inputs but 2 targets"),
+    (lambda: splits_of(np.zeros((3, 4)), np.zeros(3, int),
+                       np.array([[0, 1, np.nan, 0], [0, 0, 0, 0]]), np.zeros(2, int)),
+     r"'toy' test: inputs contain NaN or Inf"),
+    (lambda: splits_of(np.full((3, 4), np.inf), np.zeros(3, int), np.zeros((2, 4)), np.zeros(2, int)),
+     r"'toy' train: inputs contain NaN or Inf"),
+    (lambda: splits_of(np.zeros((3, 4)), np.zeros(3, int), np.zeros((2, 5)), np.zeros(2, int)),
+     r"'toy' test: inputs of shape \(5,\), train has \(4,\)"),
+    (lambda: splits_of(np.zeros((3, 4)), np.zeros(3, int), np.zeros((2, 4)), np.zeros(2)),
+     r"'toy' test: targets of dtype float64"),
+    (lambda: splits_of(np.zeros((3, 4)), np.array([0, -1, 2]), np.zeros((2, 4)), np.zeros(2, int)),
+     r"negative class label -1"),
+    (lambda: splits_of(np.zeros((3, 4)), np.zeros(3, int), np.zeros((0, 4)), np.zeros(0, int)),
+     r"'toy' test: no examples"),
+    (lambda: splits_of(np.array([["a"], ["b"]]), np.zeros(2, int), np.array([["c"]]), np.zeros(1, int)),
+     r"not numeric"),
+    (lambda: splits_of(np.zeros((3, 4)), np.array([0.0, np.nan, 1.0]), np.zeros((2, 4)), np.zeros(2)),
+     r"'toy' train: targets contain NaN or Inf"),
+])
+def test_check_arrays_errors(make, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        data.check_arrays(make(), "toy")
+
+
+# --- .npz files -----------------------------------------------------------------------------------
+
+def test_npz_file(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(10, 3)), "y": rng.integers(0, 4, 10),
+              "x_test": rng.normal(size=(4, 3)), "y_test": np.array([3, 2, 1, 0])}
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays, extra=np.zeros(1))
+    splits, spec = data.load({"name": "npz", "path": str(path), "batch_size": 5})
+    assert spec == {"input_shape": (3,), "num_outputs": 4, "task": "classification"}
+    np.testing.assert_allclose(splits["train"]["x"], arrays["x"].astype(np.float32))
+    np.testing.assert_array_equal(splits["test"]["y"], arrays["y_test"])
+
+
+def test_npz_corrupt_file_names_it(tmp_path):
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(ConfigError, match=r"corrupt\.npz.*not a readable \.npz"):
+        files.npz({"path": str(path)})
+
+
+def test_npz_truncated_zip(tmp_path):
+    path = tmp_path / "torn.npz"
+    np.savez(path, x=np.zeros(100), y=np.zeros(100), x_test=np.zeros(1), y_test=np.zeros(1))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ConfigError, match="torn.npz"):
+        files.npz({"path": str(path)})
+
+
+def test_npz_missing_array_missing_file_no_path(tmp_path):
+    path = tmp_path / "partial.npz"
+    np.savez(path, x=np.zeros(3), y=np.zeros(3))
+    with pytest.raises(ConfigError, match=r"partial\.npz lacks the arrays \['x_test', 'y_test'\]"):
+        files.npz({"path": str(path)})
+    with pytest.raises(ConfigError, match="does not exist"):
+        files.npz({"path": str(tmp_path / "nope.npz")})
+    with pytest.raises(ConfigError, match="data.path"):
+        files.npz({"name": "npz"})
+
+
+def test_npz_refuses_pickles_and_plain_npy(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1),
+             x_test=np.zeros(1), y_test=np.zeros(1))
+    with pytest.raises(ConfigError, match="objects.npz"):
+        files.npz({"path": str(path)})
+    npy = tmp_path / "single.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ConfigError, match="single.npy"):
+        files.npz({"path": str(npy)})
+
+
+# --- MNIST IDX ------------------------------------------------------------------------------------
+
+def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    head = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return head + array.astype(dtype).tobytes()
+
+
+def test_read_idx_ubyte_images_and_labels(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 10
+    labels = np.array([7, 2, 9], np.uint8)
+    (tmp_path / "img").write_bytes(idx_bytes(images))
+    (tmp_path / "lab").write_bytes(idx_bytes(labels))
+    got = files.read_idx(tmp_path / "img")
+    assert got.shape == (2, 3, 4) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, images)
+    np.testing.assert_array_equal(files.read_idx(tmp_path / "lab"), labels)
+    # the header really is what the format says: magic 0x00000803, then big-endian sizes
+    assert (tmp_path / "img").read_bytes()[:8] == bytes.fromhex("0000080300000002")
+
+
+@pytest.mark.parametrize("code,values", [(0x0C, [1, -2, 70000]), (0x0B, [-300, 5, 1]),
+                                         (0x0D, [1.5, -2.25, 3e5]), (0x0E, [1e-300, 2.0, -1.0])])
+def test_read_idx_big_endian_types(tmp_path, code, values):
+    arr = np.array(values)
+    (tmp_path / "f").write_bytes(idx_bytes(arr, code))
+    got = files.read_idx(tmp_path / "f")
+    np.testing.assert_array_equal(got, arr.astype(got.dtype))
+    assert got.dtype.isnative
+
+
+def test_read_idx_bad_magic(tmp_path):
+    good = idx_bytes(np.zeros((2, 2), np.uint8))
+    for bad in (b"\x01" + good[1:], good[:2] + b"\x07" + good[3:], b"\x00\x00"):
+        (tmp_path / "bad").write_bytes(bad)
+        with pytest.raises(ConfigError, match=r"bad.*bad magic number"):
+            files.read_idx(tmp_path / "bad")
+
+
+def test_read_idx_truncated(tmp_path):
+    good = idx_bytes(np.ones((3, 5), np.uint8))
+    (tmp_path / "short").write_bytes(good[:-1])
+    with pytest.raises(ConfigError, match=r"short: 22 bytes for shape \(3, 5\), expected 23"):
+        files.read_idx(tmp_path / "short")
+    (tmp_path / "long").write_bytes(good + b"\x00")
+    with pytest.raises(ConfigError, match="expected 23"):
+        files.read_idx(tmp_path / "long")
+    (tmp_path / "head").write_bytes(good[:9])
+    with pytest.raises(ConfigError, match="truncated header"):
+        files.read_idx(tmp_path / "head")
+    with pytest.raises(ConfigError, match="does not exist"):
+        files.read_idx(tmp_path / "absent")
+
+
+def write_mnist(folder, n_train=3, n_test=2, n_train_labels=None):
+    rng = np.random.default_rng(0)
+    tr = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+    te = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
+    ytr = rng.integers(0, 10, n_train_labels or n_train, dtype=np.uint8)
+    yte = rng.integers(0, 10, n_test, dtype=np.uint8)
+    folder.mkdir(exist_ok=True)
+    for name, arr in (("train-images-idx3-ubyte", tr), ("train-labels-idx1-ubyte", ytr),
+                      ("t10k-images-idx3-ubyte", te), ("t10k-labels-idx1-ubyte", yte)):
+        (folder / name).write_bytes(idx_bytes(arr))
+    return tr, ytr, te, yte
+
+
+def test_mnist_idx_folder(tmp_path):
+    tr, ytr, te, yte = write_mnist(tmp_path / "mnist")
+    splits, spec = data.load({"name": "mnist_idx", "path": str(tmp_path / "mnist"), "batch_size": 2})
+    assert splits["train"]["x"].shape == (3, 28, 28, 1) and splits["test"]["x"].shape == (2, 28, 28, 1)
+    np.testing.assert_allclose(splits["train"]["x"][..., 0], tr / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(splits["test"]["x"][..., 0], te / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(splits["train"]["y"], ytr)
+    np.testing.assert_array_equal(splits["test"]["y"], yte)
+    assert splits["train"]["y"].dtype == np.int32
+    assert spec["input_shape"] == (28, 28, 1) and spec["task"] == "classification"
+
+
+def test_mnist_idx_errors(tmp_path):
+    write_mnist(tmp_path / "m", n_train_labels=4)
+    with pytest.raises(ConfigError, match="3 images but 4 labels"):
+        files.mnist_idx({"path": str(tmp_path / "m")})
+    (tmp_path / "m" / "t10k-labels-idx1-ubyte").unlink()
+    write_mnist(tmp_path / "m2")
+    (tmp_path / "m2" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte does not exist"):
+        files.mnist_idx({"path": str(tmp_path / "m2")})
+
+
+# --- CIFAR-10 binary ------------------------------------------------------------------------------
+
+def write_cifar(folder, per_file=2):
+    """Returns {file name: (labels, images [n, 32, 32, 3] uint8)}."""
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels = rng.integers(0, 10, per_file, dtype=np.uint8)
+        images = rng.integers(0, 256, (per_file, 32, 32, 3), dtype=np.uint8)
+        records = [bytes([lab]) + img.transpose(2, 0, 1).tobytes()  # channel-major R, G, B planes
+                   for lab, img in zip(labels, images)]
+        (folder / name).write_bytes(b"".join(records))
+        out[name] = (labels, images)
+    return out
+
+
+def test_cifar10_binary(tmp_path):
+    written = write_cifar(tmp_path / "cifar")
+    a = files.cifar10_binary({"path": str(tmp_path / "cifar")})
+    assert a["x"].shape == (10, 32, 32, 3) and a["x_test"].shape == (2, 32, 32, 3)
+    assert a["x"].dtype == np.float32 and a["y"].dtype == np.int32
+    train_labels = np.concatenate([written[f"data_batch_{i}.bin"][0] for i in range(1, 6)])
+    train_images = np.concatenate([written[f"data_batch_{i}.bin"][1] for i in range(1, 6)])
+    np.testing.assert_array_equal(a["y"], train_labels)
+    np.testing.assert_allclose(a["x"], train_images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(a["y_test"], written["test_batch.bin"][0])
+    np.testing.assert_allclose(a["x_test"], written["test_batch.bin"][1] / 255.0, rtol=1e-6)
+    # spot check the layout on raw bytes: record 0 of file 1, pixel (row 1, col 2), green channel
+    raw = (tmp_path / "cifar" / "data_batch_1.bin").read_bytes()
+    assert a["x"][0, 1, 2, 1] == pytest.approx(raw[1 + 1024 + 1 * 32 + 2] / 255.0)
+    splits, spec = data.load({"name": "cifar10_binary", "path": str(tmp_path / "cifar"),
+                              "batch_size": 4})
+    assert spec["input_shape"] == (32, 32, 3)
+
+
+def test_cifar10_bad_size(tmp_path):
+    write_cifar(tmp_path / "c")
+    p = tmp_path / "c" / "data_batch_3.bin"
+    p.write_bytes(p.read_bytes() + b"\x00" * 5)
+    with pytest.raises(ConfigError, match=r"data_batch_3\.bin: 6151 bytes is not a whole number"):
+        files.cifar10_binary({"path": str(tmp_path / "c")})
+    p.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"data_batch_3\.bin: 0 bytes"):
+        files.cifar10_binary({"path": str(tmp_path / "c")})
+
+
+def test_cifar10_bad_label_and_missing_file(tmp_path):
+    write_cifar(tmp_path / "c")
+    p = tmp_path / "c" / "test_batch.bin"
+    raw = bytearray(p.read_bytes())
+    raw[3073] = 12
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match=r"test_batch\.bin: label 12 is not in 0\.\.9"):
+        files.cifar10_binary({"path": str(tmp_path / "c")})
+    (tmp_path / "c" / "data_batch_5.bin").unlink()
+    with pytest.raises(ConfigError, match=r"data_batch_5\.bin does not exist"):
+        files.cifar10_binary({"path": str(tmp_path / "c")})
