@@ -30,7 +30,7 @@ import numpy as np
 
 from dlcore import algorithms, checkpoint, data as data_lib, parallel, writers
 from dlcore.config import ConfigError, check, flatten, one_of
-from dlcore.data.batching import batch_indices, take
+from dlcore.data.batching import batch_at, take
 
 
 class TrainingError(RuntimeError):
@@ -145,16 +145,18 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
 
     # 3. the compiled step: k updates per call, metrics summed on the device.
     total, k = cfg["steps"], cfg["steps_per_call"]
-    train_n, bs = len(splits["train"]["x"]), config["data"]["batch_size"]
+    bs = config["data"]["batch_size"]
     shuffle = config["data"]["shuffle"]
 
     def one_update(state, acc, t, data, key_data, key_step):
-        batch = take(data["train"], batch_indices(t, train_n, bs, shuffle, key_data))
+        batch = batch_at(data["train"], t, bs, shuffle, key_data)
         batch = parallel.constrain_batch(batch, mesh)
         state, metrics = algorithm.step(state, batch, jax.random.fold_in(key_step, t))
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in metrics.values()]))
+        # The first step with a non-finite metric is remembered on the device (one scalar test:
+        # the sum of the metrics is finite only if each is).
+        bad = (acc["bad"] < 0) & ~jnp.isfinite(sum(jnp.sum(m) for m in metrics.values()))
         acc = {"sum": jax.tree.map(jnp.add, acc["sum"], metrics), "n": acc["n"] + 1,
-               "bad": jnp.where((acc["bad"] < 0) & ~finite, t, acc["bad"])}
+               "bad": jnp.where(bad, t, acc["bad"])}
         return state, acc
 
     update = over_seeds(one_update, in_axes=(0, 0, None, None, 0, 0))
@@ -241,17 +243,21 @@ def _split_keys(root: jax.Array) -> dict:
 
 
 def _train_record(acc: dict, t: int, last_saved, workdir: Path, vmapped: bool) -> dict:
+    """Interval means of the summed train metrics; TrainingError if any was NaN/Inf."""
     bad = np.atleast_1d(acc["bad"])
-    if (bad >= 0).any():
-        first = int(bad[bad >= 0].min())
-        seeds = np.nonzero(bad >= 0)[0].tolist()
-        names = [n for n, v in acc["sum"].items() if not np.all(np.isfinite(v))]
+    names = [n for n, v in acc["sum"].items() if not np.all(np.isfinite(v))]
+    if (bad >= 0).any() or names:
+        if (bad >= 0).any():  # the usual case: the first bad step is known exactly
+            when = f"at step {int(bad[bad >= 0].min()) + 1}"
+            if vmapped:
+                when += f" for seed index {np.nonzero(bad >= 0)[0].tolist()}"
+        else:
+            when = f"between steps {t - int(np.max(acc['n'])) + 1} and {t}"
         where = (f"the last good checkpoint is step {last_saved} in {workdir / 'checkpoints'}"
                  if last_saved is not None else "no checkpoint had been written")
         raise TrainingError(
-            f"training diverged: {', '.join(names) or 'a metric'} became NaN or Inf at step "
-            f"{first + 1}{f' for seed index {seeds}' if vmapped else ''}; "
-            f"{where}. Lower optim.learning_rate or set optim.clip_norm.")
+            f"training diverged: {', '.join(names)} became NaN or Inf {when}; {where}. "
+            "Lower optim.learning_rate or set optim.clip_norm.")
     n = np.maximum(acc["n"], 1)
     return {f"train/{name}": v / n for name, v in acc["sum"].items()}
 

@@ -114,12 +114,22 @@ class TensorBoardWriter:
                       + struct.pack("<I", _masked_crc(data)))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        finite = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-        self._record(_event(time.time(), step, scalars=finite))
+        """Numbers, numpy/JAX scalars and 0-d arrays are written; anything else is skipped."""
+        scalars = {k: f for k, f in ((k, _as_float(v)) for k, v in values.items()) if f is not None}
+        self._record(_event(time.time(), step, scalars=scalars))
         self._f.flush()
 
     def close(self) -> None:
         self._f.close()
+
+
+def _as_float(v) -> float | None:
+    if isinstance(v, (str, bytes)) or getattr(v, "shape", ()) != ():
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def read_tensorboard(path: Path) -> list[tuple[int, str, float]]:

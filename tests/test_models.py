@@ -55,7 +55,7 @@ def test_activations_are_what_they_say():
 def test_mlp_flattens_inputs_and_stacks_layers():
     x = jnp.ones((2, 8, 8, 1))
     model = MLP(hidden=(16, 4, 9), num_outputs=10)
-    variables = model.init(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
     assert model.apply(variables, x).shape == (2, 10)
     shapes = jax.tree.map(jnp.shape, variables["params"])
     assert shapes == {"dense_0": {"kernel": (64, 16), "bias": (16,)},
@@ -176,7 +176,7 @@ def test_logistic_regression():
 
 def test_torch_init_bounds():
     model = MLP(hidden=(100, 50), num_outputs=10, initializer="torch")
-    p = model.init(jax.random.key(0), jnp.ones((1, 40)))["params"]
+    p = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 40)))["params"]  # one compile
     for layer, fan_in in (("dense_0", 40), ("dense_1", 100), ("head", 50)):
         bound = 1 / np.sqrt(fan_in)
         for leaf in ("kernel", "bias"):

@@ -58,6 +58,8 @@ def check_arrays(splits: dict, name: str) -> dict:
             raise ConfigError(f"data '{name}' {split}: inputs of dtype {xs.dtype} are not numeric")
         if not np.all(np.isfinite(xs)):
             raise ConfigError(f"data '{name}' {split}: inputs contain NaN or Inf")
+        if np.issubdtype(ys.dtype, np.floating) and not np.all(np.isfinite(ys)):
+            raise ConfigError(f"data '{name}' {split}: targets contain NaN or Inf")
         if np.issubdtype(ys.dtype, np.integer) != classification:
             raise ConfigError(f"data '{name}' {split}: targets of dtype {ys.dtype}, train has {y.dtype}")
         if classification and ys.min() < 0:

@@ -34,11 +34,12 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def load_npz(path: str | Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read an .npz with pickles refused; ConfigError naming the file if it is unreadable."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
-            raise ValueError("it holds a single array, not named arrays")
-        with loaded as f:
-            arrays = {k: f[k] for k in f.files}
+        with open(path, "rb") as fh:  # our own handle: np.load leaks its own on a corrupt zip
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
+                raise ValueError("it holds a single array, not named arrays")
+            with loaded as f:
+                arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ConfigError(f"data file {path} does not exist") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
