@@ -12,5 +12,5 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True, scope="session")
 def _data_cache(tmp_path_factory):
     """Generated data sets go to a throwaway folder, generated once per test session."""
-    os.environ.setdefault("DLCORE_CACHE", str(tmp_path_factory.mktemp("dlcore-cache")))
+    os.environ["DLCORE_CACHE"] = str(tmp_path_factory.mktemp("dlcore-cache"))
     yield
