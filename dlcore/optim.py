@@ -2,7 +2,8 @@
 
     optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                  end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999,
-                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0)
+                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9,
+                 log_details=False)
 
 * `weight_decay` is decoupled (Loshchilov & Hutter): w <- w - lr * wd * w, applied after the
   optimizer's preconditioning, so 'adam' with weight_decay > 0 is AdamW ('adamw' is its alias with a
@@ -11,6 +12,7 @@
   Adam it is rescaled by the preconditioner, which is exactly why it differs from weight decay.
 * Neither touches biases or normalisation scales (`decay_mask`).
 * `clip_norm` > 0 clips the global gradient norm first.
+* `log_details` adds the gradient norm and the learning rate to the per-step metrics.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def validate(cfg: dict, total_steps: int) -> None:
         check(cfg[key] > 0, f"optim.{key}", f"must be > 0; got {cfg[key]}")
     for key in ("weight_decay", "l2", "clip_norm", "end_learning_rate", "eps"):
         check(cfg[key] >= 0, f"optim.{key}", f"must be >= 0; got {cfg[key]}")
-    for key in ("momentum", "b1", "b2"):
+    for key in ("momentum", "b1", "b2", "rms_decay"):
         check(0 <= cfg[key] < 1, f"optim.{key}", f"must be in [0, 1); got {cfg[key]}")
     schedule(cfg, total_steps)
 
@@ -77,7 +79,7 @@ def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
     if name in ("adam", "adamw"):
         parts.append(optax.scale_by_adam(b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"]))
     elif name == "rmsprop":
-        parts.append(optax.scale_by_rms(decay=cfg["b2"], eps=cfg["eps"]))
+        parts.append(optax.scale_by_rms(decay=cfg["rms_decay"], eps=cfg["eps"]))
     elif name == "momentum":
         parts.append(optax.trace(decay=cfg["momentum"], nesterov=cfg["nesterov"]))
     if wd > 0:
@@ -90,7 +92,7 @@ def defaults(**overrides) -> dict:
     """The `optim` section with every key present (overrides must name existing keys)."""
     cfg = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999, eps=1e-8,
-               weight_decay=0.0, l2=0.0, clip_norm=0.0)
+               weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9, log_details=False)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown optim keys {unknown}"
     cfg.update(overrides)

@@ -95,7 +95,8 @@ def test_different_config_in_existing_run_directory_is_refused(tmp_path, capsys)
 def test_nan_exits_1_naming_the_step(tmp_path, capsys):
     assert main(["run", "mnist1d/mlp", "--workdir", str(tmp_path), "--no-progress",
                  "--set", "optim.name=sgd", "--set", "optim.learning_rate=30",
-                 "--set", "loop.log_every=5", "--set", "loop.checkpoint_every=5"]) == 1
+                 "--set", "loop.log_every=5", "--set", "loop.checkpoint_every=5",
+                 "--set", "loop.steps_per_call=1"]) == 1
     err = capsys.readouterr().err
     assert "NaN or Inf at step" in err and "last good checkpoint is step 5" in err
 

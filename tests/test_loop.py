@@ -120,7 +120,8 @@ def test_corrupted_newest_checkpoint_falls_back(tmp_path):
 
 def test_nan_stops_naming_the_step_and_keeps_checkpoints(tmp_path):
     cfg = tiny(**{"optim.name": "sgd", "optim.learning_rate": 10.0, "loop.checkpoint_every": 2,
-                  "loop.eval_every": 2, "loop.log_every": 2, "model.hidden": "100,100"})
+                  "loop.eval_every": 2, "loop.log_every": 2, "model.hidden": "100,100",
+                  "loop.steps_per_call": 1})
     with pytest.raises(loop.TrainingError, match=r"NaN or Inf at step \d+") as e:
         loop.run(cfg, tmp_path, progress=False)
     step = int(str(e.value).split("at step ")[1].split(";")[0].split()[0])
@@ -146,7 +147,7 @@ def test_seeds_in_one_program_match_sequential(tmp_path):
 
 
 def test_steps_per_call_scan_matches_single_steps(tmp_path):
-    cfg = tiny(**{"loop.steps": 40})
+    cfg = tiny(**{"loop.steps": 40, "loop.steps_per_call": 1})
     a = loop.run(cfg, tmp_path / "a", progress=False)
     b = loop.run(config_lib.apply_overrides(cfg, ["loop.steps_per_call=10"]), tmp_path / "b",
                  progress=False)

@@ -142,11 +142,11 @@ def test_decoupled_weight_decay_on_kernels_only(name, wd_cfg, wd):
 
 
 def test_rmsprop_first_step_reference():
-    b2, eps = 0.99, 1e-8
-    tx = optim.build(optim.defaults(name="rmsprop", learning_rate=LR, b2=b2, eps=eps), 10)
+    decay, eps = 0.99, 1e-8
+    tx = optim.build(optim.defaults(name="rmsprop", learning_rate=LR, rms_decay=decay, eps=eps), 10)
     g = np.array([1.0, -2.0, 0.5])
     u = first_update(tx, {"k": jnp.zeros(3)}, {"k": jnp.asarray(g)})["k"]
-    nu = (1 - b2) * g ** 2
+    nu = (1 - decay) * g ** 2
     # optax.scale_by_rms puts eps inside the square root
     np.testing.assert_allclose(u, -LR * g / np.sqrt(nu + eps), rtol=1e-5)
 
