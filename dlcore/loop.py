@@ -130,7 +130,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     over_seeds = (lambda f, *a, **kw: jax.vmap(f, *a, **kw)) if vmapped else (lambda f, **kw: f)
 
     # 2. fresh state, or the newest good checkpoint.
-    device_data = parallel.put_replicated(jax.device_put(splits), mesh)
+    device_data = parallel.put_replicated(splits, mesh)  # one copy from host to the devices
     states = jax.jit(over_seeds(algorithm.init))(keys["init"])
     states = parallel.put_replicated(states, mesh)
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],

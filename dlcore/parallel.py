@@ -43,8 +43,8 @@ def constrain_batch(batch, mesh: Mesh | None, leading_axes: int = 0):
 
 
 def put_replicated(tree, mesh: Mesh | None):
-    """Place a pytree on every device of the mesh (or leave it where it is without one)."""
-    return tree if mesh is None else jax.device_put(tree, replicated(mesh))
+    """Place a pytree (host or device arrays) on every device of the mesh, or the default device."""
+    return jax.device_put(tree) if mesh is None else jax.device_put(tree, replicated(mesh))
 
 
 def check_divisible(batch_size: int, mesh: Mesh | None) -> None:
