@@ -42,7 +42,7 @@ def defaults(**overrides) -> dict:
     cfg = dict(steps=1000, log_every=100, eval_every=500, checkpoint_every=500, keep_checkpoints=2,
                best_metric="test/accuracy", best_mode="max", steps_per_call=1,
                seeds_in_one_program=True, devices=1, eval_batch_size=4096,
-               max_device_data_mb=4096, plots=True)
+               max_device_data_mb=4096, plots=True, early_stopping_patience=0)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown loop keys {unknown}"
     cfg.update(overrides)
@@ -60,6 +60,13 @@ def validate(cfg: dict) -> None:
         check(cfg[key] % k == 0, f"loop.{key}",
               f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
+    patience = cfg.get("early_stopping_patience", 0)
+    check(isinstance(patience, int) and patience >= 0, "loop.early_stopping_patience",
+          f"must be an integer >= 0 (0 = off); got {patience}")
+    if patience:  # choosing the stopping point on the test set would leak it into the result
+        check(str(cfg["best_metric"]).startswith("validation/"), "loop.best_metric",
+              f"early stopping needs a validation metric (e.g. validation/accuracy, with "
+              f"data.validation_fraction > 0); got '{cfg['best_metric']}'")
 
 
 # --- the run directory ----------------------------------------------------------------------------
@@ -135,11 +142,20 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     states = parallel.put_replicated(states, mesh)
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])
-    restored = checkpoint.restore_newest_good(mngr, {"state": states, "step": np.zeros((), np.int64)})
+    patience = cfg["early_stopping_patience"]
+    stopper = _early_stopping_init(states, seeds if vmapped else None, cfg["best_mode"]) \
+        if patience else None
+    target = {"state": states, "step": np.zeros((), np.int64)}
+    if stopper:
+        target["early_stopping"] = stopper
+    restored = checkpoint.restore_newest_good(mngr, target)
     start = 0
     if restored is not None:
         tree, start = restored
         states = parallel.put_replicated(tree["state"], mesh)
+        if stopper:
+            stopper = {**tree["early_stopping"],
+                       "state": parallel.put_replicated(tree["early_stopping"]["state"], mesh)}
         print(f"resumed from step {start} in {workdir}", flush=True)
     writers.truncate_jsonl(workdir / "metrics.jsonl", start)
 
@@ -191,8 +207,9 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     carry = (states, zero_acc(), jnp.asarray(start, jnp.int32))
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}
     t_loop, steps_timed = None, 0
+    stopped = bool(stopper) and _patience_spent(stopper, patience)
     try:
-        while t < total:
+        while t < total and not stopped:
             carry = train_call(carry, device_data, keys["data"], keys["step"])
             t += k
             if t_loop is None:  # the first call compiles; time the rest
@@ -211,6 +228,11 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
                 eval_metrics = _evaluate(evaluate, states, device_data, keys["eval"], splits,
                                          with_train=False)
                 record.update(eval_metrics)
+                if stopper:
+                    stopper = _early_stopping_update(stopper, states, eval_metrics[cfg["best_metric"]],
+                                                     t, cfg["best_mode"])
+                    stopped = _patience_spent(stopper, patience)
+                    is_ckpt = is_ckpt or stopped  # a resumed run must know it has stopped
             _log(workdir, tb, t, record, vmapped)
             if bar:
                 bar.update(t, _means(record))
@@ -218,7 +240,10 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
                 best = cfg["best_metric"]
                 metrics = {best: float(np.mean(eval_metrics[best]))} if (
                     is_eval and best in eval_metrics) else None
-                checkpoint.save(mngr, t, {"state": states, "step": np.asarray(t, np.int64)}, metrics)
+                tree = {"state": states, "step": np.asarray(t, np.int64)}
+                if stopper:
+                    tree["early_stopping"] = stopper
+                checkpoint.save(mngr, t, tree, metrics)
                 last_saved = t
         jax.block_until_ready(carry)
         t_end = time.perf_counter()
@@ -230,15 +255,49 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
         mngr.close()
 
     # the end: every split evaluated, summary and plots.
-    states = carry[0]
+    states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
     final = _evaluate(evaluate, states, device_data, keys["eval"], splits, with_train=True)
     summary = _summary(config, final, seed_list, t_start, total,
-                       (t_end - t_loop, total - steps_timed) if t_loop else None, vmapped)
+                       (t_end - t_loop, t - steps_timed) if t_loop else None, vmapped)
+    if stopper:
+        summary["early_stopping"] = {"stopped_at_step": t,
+                                     "best_step": np.atleast_1d(stopper["best_step"]).tolist()}
     _write_json(workdir / "summary.json", summary)
     if cfg["plots"]:
         from dlcore import plots
         plots.learning_curves(workdir)
     return summary
+
+
+# --- early stopping: the best state so far, kept on the device, per seed ---------------------------
+
+def _early_stopping_init(states, seeds: int | None, mode: str) -> dict:
+    shape = (seeds,) if seeds else ()
+    return {"state": jax.tree.map(jnp.copy, states),  # a copy: `states` is donated to the step
+            "best": np.full(shape, -np.inf if mode == "max" else np.inf),
+            "since": np.zeros(shape, np.int64), "best_step": np.zeros(shape, np.int64)}
+
+
+@jax.jit
+def _select(improved, new, old):
+    """Per seed, `new` where it improved, else `old` (improved: [] or [seeds])."""
+    def pick(a, b):
+        return jnp.where(improved.reshape(improved.shape + (1,) * (a.ndim - improved.ndim)), a, b)
+    return jax.tree.map(pick, new, old)
+
+
+def _early_stopping_update(stopper: dict, states, value, t: int, mode: str) -> dict:
+    value = np.asarray(value, np.float64)
+    improved = value > stopper["best"] if mode == "max" else value < stopper["best"]
+    return {"state": _select(jnp.asarray(improved), states, stopper["state"]),
+            "best": np.where(improved, value, stopper["best"]),
+            "since": np.where(improved, 0, stopper["since"] + 1),
+            "best_step": np.where(improved, t, stopper["best_step"])}
+
+
+def _patience_spent(stopper: dict, patience: int) -> bool:
+    """Stop when every seed has gone `patience` evaluations without improving."""
+    return bool(np.all(stopper["since"] >= patience))
 
 
 def _split_keys(root: jax.Array) -> dict:

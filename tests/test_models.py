@@ -216,7 +216,7 @@ def test_build_mlp_without_init_key_uses_default():
 
 @pytest.mark.parametrize("overrides,key", [
     (dict(activation="rleu"), "model.activation"),
-    (dict(name="cnn"), "model.name"),
+    (dict(name="transformer"), "model.name"),
     (dict(name=None), "model.name"),
     (dict(init="orthogonal"), "model.init"),
     (dict(dropout=1.0), "model.dropout"),

@@ -4,8 +4,9 @@
     batch = {'x': [b, *input_shape], 'y': [b] int (classification) or [b, d] float (regression)}
 
 The loss is the data term plus `optim.l2` * 0.5 ||w||^2 (biases and norm scales excluded); decoupled
-weight decay lives in the optimizer (dlcore.optim). Dropout draws from the step's key; batch-norm
-statistics are the `model_state` and are updated only in training steps.
+weight decay lives in the optimizer (dlcore.optim). Dropout and augmentation (`data.augment_*`,
+dlcore.data.augment) draw from the step's key; batch-norm statistics are the `model_state` and are
+updated only in training steps.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import jax.numpy as jnp
 import optax
 
 from dlcore import losses, models, optim
+from dlcore.config import ConfigError
+from dlcore.data import augment
 from dlcore.algorithms import Algorithm
 from dlcore.loop import defaults as loop_defaults
 
@@ -30,6 +33,9 @@ class State(NamedTuple):
 def make(config: dict, spec: dict) -> Algorithm:
     """Build from config['model'], config['optim'] and config['loop']['steps']; spec from dlcore.data."""
     model = models.build(config["model"], spec["num_outputs"])
+    check_input_shape(config["model"], spec["input_shape"])
+    augment.validate(config["data"])
+    shift, noise = config["data"].get("augment_shift", 0), config["data"].get("augment_noise", 0.0)
     tx = optim.build(config["optim"], config["loop"]["steps"])
     lr_at = optim.schedule(config["optim"], config["loop"]["steps"])
     l2 = config["optim"]["l2"]
@@ -54,7 +60,11 @@ def make(config: dict, spec: dict) -> Algorithm:
         return losses.cross_entropy(out, y) if classify else losses.mse(out, y)
 
     def loss_fn(params, model_state, batch, key):
-        out, new_model_state = forward(params, model_state, batch["x"], True, key)
+        x = batch["x"]
+        if shift or noise:
+            key, k_aug = jax.random.split(key)
+            x = augment.shift_and_noise(x, k_aug, shift, noise)
+        out, new_model_state = forward(params, model_state, x, True, key)
         loss = data_loss(out, batch["y"])
         total = loss + l2 * losses.l2_penalty(params) if l2 > 0 else loss
         return total, (loss, out, new_model_state)
@@ -93,7 +103,23 @@ def make(config: dict, spec: dict) -> Algorithm:
         mean = lambda v: jnp.sum(jnp.where(mask, v.reshape(-1), 0.0)) / n
         return {"loss": mean(loss), "accuracy" if classify else "mse": mean(score)}
 
+    # Trace init abstractly now (no compile): a model that cannot take this data raises its
+    # ValueError here, which becomes one clear config error before any work is done.
+    try:
+        jax.eval_shape(init, jax.random.key(0))
+    except ValueError as e:
+        raise ConfigError(f"model '{config['model']['name']}' cannot take inputs of shape "
+                          f"{tuple(spec['input_shape'])}: {e}") from None
     return Algorithm(init, step, evaluate)
+
+
+def check_input_shape(model_cfg: dict, input_shape: tuple) -> None:
+    """ConfigError naming both shapes when the data does not match `model.input_shape`."""
+    expected = model_cfg.get("input_shape")
+    if expected is not None and tuple(expected) != tuple(input_shape):
+        raise ConfigError(
+            f"the data gives examples of shape {tuple(input_shape)}, but model.input_shape expects "
+            f"{tuple(expected)} (set model.input_shape=None to accept any shape)")
 
 
 def default_config(**sections) -> dict:
@@ -102,13 +128,14 @@ def default_config(**sections) -> dict:
         "algorithm": "supervised",
         "seed": 0,
         "data": {"name": "mnist1d", "batch_size": 100, "shuffle": False,
-                 "validation_fraction": 0.0},
-        "model": {"name": "mlp", "hidden": (100, 100), "activation": "relu", "residual": False,
-                  "dropout": 0.0, "batch_norm": False, "init": "lecun_normal"},
+                 "validation_fraction": 0.0, "augment_shift": 0, "augment_noise": 0.0},
+        "model": models.defaults("mlp"),
         "optim": optim.defaults(),
         "loop": loop_defaults(),
         "published": {},
     }
+    if "name" in sections.get("model", {}):  # another family: start from its own full section
+        config["model"] = models.defaults(sections["model"]["name"])
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}

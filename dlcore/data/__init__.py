@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from dlcore.config import ConfigError, check, one_of
-from dlcore.data import files, mnist1d, sklearn_data
+from dlcore.data import files, mnist1d, sequences, sklearn_data
 
 SOURCES = {
     "mnist1d": mnist1d.load,
     "digits": sklearn_data.digits,
     "diabetes": sklearn_data.diabetes,
+    "adding": sequences.adding,
     "npz": files.npz,
     "mnist_idx": files.mnist_idx,
     "cifar10_binary": files.cifar10_binary,
