@@ -63,3 +63,18 @@ def _check_same_structure(tree, abstract, step: int) -> None:
         if got.shape != want.shape or got.dtype != want.dtype:
             raise ValueError(f"step {step}: array {got.shape} {got.dtype}, expected "
                              f"{want.shape} {want.dtype}")
+
+
+def restore_latest(directory: Path, target) -> tuple[object, int] | None:
+    """(tree, step) from the newest checkpoint in `directory`, read-only: nothing is moved or
+    deleted (for reports on a finished run). None when there is no checkpoint."""
+    directory = Path(directory).resolve()
+    if not directory.exists():
+        return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+            create=False)) as mngr:  # restore only: nothing is saved or deleted
+        step = mngr.latest_step()
+        if step is None:
+            return None
+        return mngr.restore(step, args=ocp.args.StandardRestore(abstract)), step

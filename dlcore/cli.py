@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p = sub.add_parser("report", help="redraw a run's PNG figures from its metrics")
+    p = sub.add_parser("report", help="draw a run's figures: learning curves, and filters, "
+                       "activations and gradients through time from its newest checkpoint")
     p.add_argument("workdir")
     args = parser.parse_args(argv)
 
@@ -101,6 +102,9 @@ def _report(workdir: Path) -> int:
         raise ConfigError(f"{workdir} is not a run directory (no metrics.jsonl)")
     for path in plots.learning_curves(workdir):
         print(path)
+    if (workdir / "checkpoints").exists() and (workdir / "config.json").exists():
+        for path in plots.model_pictures(workdir):
+            print(path)
     return 0
 
 

@@ -41,8 +41,8 @@ def list_experiments() -> list[tuple[str, str]]:
     root = experiments_dir()
     out = []
     for path in sorted(root.rglob("*.py")):
-        if path.name.startswith("_"):
-            continue
+        if path.name.startswith("_") or path.parts[len(root.parts)] == "studies":
+            continue  # studies/ holds scripts that run several experiments, not configs
         name = path.relative_to(root).with_suffix("").as_posix()
         out.append((name, _docstring(path).strip().splitlines()[0] if _docstring(path) else ""))
     return out

@@ -132,8 +132,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     seed_list = [config["seed"] + i for i in range(seeds)]
     vmapped = seeds > 1
     roots = [jax.random.key(s) for s in seed_list]
-    keys = jax.tree.map(lambda *k: jnp.stack(k), *[_split_keys(r) for r in roots]) if vmapped \
-        else _split_keys(roots[0])
+    keys = jax.tree.map(lambda *k: jnp.stack(k), *[split_keys(r) for r in roots]) if vmapped \
+        else split_keys(roots[0])
     over_seeds = (lambda f, *a, **kw: jax.vmap(f, *a, **kw)) if vmapped else (lambda f, **kw: f)
 
     # 2. fresh state, or the newest good checkpoint.
@@ -143,11 +143,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])
     patience = cfg["early_stopping_patience"]
-    stopper = _early_stopping_init(states, seeds if vmapped else None, cfg["best_mode"]) \
-        if patience else None
-    target = {"state": states, "step": np.zeros((), np.int64)}
-    if stopper:
-        target["early_stopping"] = stopper
+    target = checkpoint_target(states, cfg, seeds if vmapped else None)
+    stopper = target.get("early_stopping")
     restored = checkpoint.restore_newest_good(mngr, target)
     start = 0
     if restored is not None:
@@ -269,6 +266,15 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     return summary
 
 
+def checkpoint_target(states, cfg: dict, seeds: int | None) -> dict:
+    """The tree a checkpoint of this run holds (fresh values): {'state', 'step'} and, with early
+    stopping, 'early_stopping' (the best state so far and its bookkeeping). seeds: vmapped count."""
+    target = {"state": states, "step": np.zeros((), np.int64)}
+    if cfg.get("early_stopping_patience", 0):
+        target["early_stopping"] = _early_stopping_init(states, seeds, cfg["best_mode"])
+    return target
+
+
 # --- early stopping: the best state so far, kept on the device, per seed ---------------------------
 
 def _early_stopping_init(states, seeds: int | None, mode: str) -> dict:
@@ -300,7 +306,7 @@ def _patience_spent(stopper: dict, patience: int) -> bool:
     return bool(np.all(stopper["since"] >= patience))
 
 
-def _split_keys(root: jax.Array) -> dict:
+def split_keys(root: jax.Array) -> dict:
     """Independent streams for init, data order, per-step randomness and evaluation."""
     init, data, step, evaluation = jax.random.split(root, 4)
     return {"init": init, "data": data, "step": step, "eval": evaluation}

@@ -84,6 +84,7 @@ class MLP(nn.Module):
             if self.dropout > 0:
                 z = nn.Dropout(self.dropout, deterministic=not train)(z)
             h = h + z if self.residual and z.shape[-1] == h.shape[-1] else z
+            self.sow("intermediates", f"layer_{i}", h)  # free unless apply(mutable=...) asks
         return dense(self.num_outputs, h.shape[-1], self.initializer, name="head")(h)
 
 

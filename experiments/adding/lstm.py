@@ -1,4 +1,4 @@
-"""The adding problem (Hochreiter & Schmidhuber 1997), sequence length 100, with a LSTM.
+"""The adding problem (Hochreiter & Schmidhuber 1997), sequence length 100, with an LSTM.
 
 Command:  dlcore run adding/lstm           (quick smoke run: --quick; longer: --set data.seq_len=200)
 Runtime:  see the README's results table (2-core CPU).
