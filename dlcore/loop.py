@@ -61,7 +61,7 @@ def validate(cfg: dict) -> None:
               f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
     patience = cfg.get("early_stopping_patience", 0)
-    check(isinstance(patience, int) and patience >= 0, "loop.early_stopping_patience",
+    check(type(patience) is int and patience >= 0, "loop.early_stopping_patience",
           f"must be an integer >= 0 (0 = off); got {patience}")
     if patience:  # choosing the stopping point on the test set would leak it into the result
         check(str(cfg["best_metric"]).startswith("validation/"), "loop.best_metric",
@@ -127,6 +127,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     nbytes = sum(a.nbytes for d in splits.values() for a in d.values())
     check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
           f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
+    _check_best_metric(cfg, algorithm, splits)
     prepare_workdir(workdir, config)
 
     seed_list = [config["seed"] + i for i in range(seeds)]
@@ -266,6 +267,22 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     return summary
 
 
+def _check_best_metric(cfg: dict, algorithm, splits: dict) -> None:
+    """ConfigError unless loop.best_metric is one the evaluation produces (traced, not compiled)."""
+    if not cfg["best_metric"] or algorithm.evaluate is None:
+        return
+    key = jax.random.key(0)
+    state = jax.eval_shape(algorithm.init, key)
+    names = jax.eval_shape(algorithm.evaluate, state, splits["test"], key)
+    found = sorted(f"{split}/{n}" for split in splits if split != "train" for n in names)
+    hint = (" (validation metrics need data.validation_fraction > 0)"
+            if str(cfg["best_metric"]).startswith("validation/") and "validation" not in splits
+            else "")
+    check(cfg["best_metric"] in found, "loop.best_metric",
+          f"'{cfg['best_metric']}' is not an evaluation metric of this run; "
+          f"choose one of {', '.join(found)}{hint}")
+
+
 def checkpoint_target(states, cfg: dict, seeds: int | None) -> dict:
     """The tree a checkpoint of this run holds (fresh values): {'state', 'step'} and, with early
     stopping, 'early_stopping' (the best state so far and its bookkeeping). seeds: vmapped count."""
@@ -393,6 +410,9 @@ def _run_sequential_seeds(config, workdir, seeds, progress, t_start) -> dict:
     summary = _summary(config, final, [config["seed"] + i for i in range(seeds)], t_start,
                        config["loop"]["steps"], None, False)
     summary["seeds_in_one_program"] = False
+    if "early_stopping" in runs[0]:
+        summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
+                                     for k in ("stopped_at_step", "best_step")}
     summary["steps_per_second"] = float(np.mean(rates)) if rates else None
     _write_json(workdir / "summary.json", summary)
     return summary

@@ -116,10 +116,17 @@ def make(config: dict, spec: dict) -> Algorithm:
 def check_input_shape(model_cfg: dict, input_shape: tuple) -> None:
     """ConfigError naming both shapes when the data does not match `model.input_shape`."""
     expected = model_cfg.get("input_shape")
-    if expected is not None and tuple(expected) != tuple(input_shape):
+    if expected is None:
+        return
+    expected = (expected,) if isinstance(expected, int) else expected
+    if not (isinstance(expected, (list, tuple)) and all(type(d) is int and d > 0 for d in expected)):
+        raise ConfigError(f"config key 'model.input_shape': must be a list of positive integers "
+                          f"(the shape of one example) or None; got {model_cfg['input_shape']!r}")
+    if tuple(expected) != tuple(input_shape):
         raise ConfigError(
             f"the data gives examples of shape {tuple(input_shape)}, but model.input_shape expects "
-            f"{tuple(expected)} (set model.input_shape=None to accept any shape)")
+            f"{tuple(expected)}; if the model should take this data, set "
+            f"model.input_shape={list(input_shape)}")
 
 
 def default_config(**sections) -> dict:

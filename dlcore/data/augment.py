@@ -15,9 +15,9 @@ from dlcore.config import check
 def validate(cfg: dict) -> None:
     """ConfigError for a negative or ill-typed `data.augment_shift` / `data.augment_noise`."""
     shift, noise = cfg.get("augment_shift", 0), cfg.get("augment_noise", 0.0)
-    check(isinstance(shift, int) and shift >= 0, "data.augment_shift",
+    check(type(shift) is int and shift >= 0, "data.augment_shift",
           f"must be an integer >= 0 (largest shift in steps); got {shift}")
-    check(isinstance(noise, (int, float)) and noise >= 0, "data.augment_noise",
+    check(type(noise) in (int, float) and noise >= 0, "data.augment_noise",
           f"must be >= 0 (noise standard deviation); got {noise}")
 
 

@@ -18,13 +18,14 @@ def adding(cfg: dict) -> dict[str, np.ndarray]:
     data_seed (default 0). x: [n, T, 2] float32, y: [n, 1] float32.
     """
     t = cfg.get("seq_len", 100)
-    check(isinstance(t, int) and t >= 2, "data.seq_len", f"must be an integer >= 2; got {t}")
+    check(type(t) is int and t >= 2, "data.seq_len", f"must be an integer >= 2; got {t}")
     sizes = {"train_size": cfg.get("train_size", 20000), "test_size": cfg.get("test_size", 2000)}
     for key, n in sizes.items():
-        check(isinstance(n, int) and n > 0, f"data.{key}", f"must be a positive integer; got {n}")
-    rng = np.random.default_rng(cfg.get("data_seed", 0))
+        check(type(n) is int and n > 0, f"data.{key}", f"must be a positive integer; got {n}")
+    seed = cfg.get("data_seed", 0)
 
-    def make(n):
+    def make(n, stream):  # train and test from separate streams: sizes do not change each other
+        rng = np.random.default_rng([seed, stream])
         values = rng.uniform(0.0, 1.0, (n, t)).astype(np.float32)
         first = rng.integers(0, t // 2, n)
         second = rng.integers(t // 2, t, n)
@@ -34,6 +35,6 @@ def adding(cfg: dict) -> dict[str, np.ndarray]:
         y = values[np.arange(n), first] + values[np.arange(n), second]
         return np.stack([values, marks], -1), y[:, None].astype(np.float32)
 
-    x, y = make(sizes["train_size"])
-    x_test, y_test = make(sizes["test_size"])
+    x, y = make(sizes["train_size"], 0)
+    x_test, y_test = make(sizes["test_size"], 1)
     return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}

@@ -43,6 +43,8 @@ def _positive_ints(cfg: dict, key: str, allow_empty: bool = False) -> tuple:
 def build(cfg: dict, num_outputs: int) -> nn.Module:
     """Model from the `model` config section; every value is checked before anything compiles."""
     name = one_of(cfg.get("name"), "model.name", _DEFAULTS)
+    # `--set model.name=...` on a config of another family: the new family's defaults fill in
+    cfg = {**defaults(name), **cfg}
     init = one_of(cfg.get("init", "lecun_normal"), "model.init", KERNEL_INITS)
     if name == "logreg":
         return logistic_regression(num_outputs, init)
