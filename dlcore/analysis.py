@@ -10,6 +10,7 @@ All pure functions of (model, state, data); only `load_run` reads files (read-on
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,8 +91,16 @@ def layer_grad_norms(model: nn.Module, state, batch: dict, task: str) -> dict[st
         return _loss(out, batch["y"], task)
     grads = jax.jit(jax.grad(loss))(state.params)
     flat = jax.tree_util.tree_flatten_with_path(grads)[0]
-    return {"/".join(str(k.key) for k in path[:-1]): float(jnp.linalg.norm(g))
-            for path, g in flat if path[-1].key == "kernel"}
+    norms = {"/".join(str(k.key) for k in path[:-1]): float(jnp.linalg.norm(g))
+             for path, g in flat if path[-1].key == "kernel"}
+    return dict(sorted(norms.items(), key=lambda kv: _depth_order(kv[0])))
+
+
+def _depth_order(name: str) -> list:
+    """Pytrees sort keys as strings (dense_10 before dense_2); layer names sort by their numbers,
+    and the output layer ('head') after the numbered ones."""
+    parts = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+    return [name.startswith("head"), *[(isinstance(p, int), p) for p in parts]]
 
 
 def grad_through_time(model: nn.Module, state, batch: dict, task: str) -> np.ndarray:

@@ -150,3 +150,15 @@ def test_adding_study_quick(tmp_path):
     assert set(data) == {"rnn", "lstm", "gru"}
     assert all(len(c["grad_init"]) == 20 for c in data.values())  # quick: sequences of 20
     assert (out / "grad_through_time.png").stat().st_size > 5000
+
+
+def test_layer_grad_norms_come_in_depth_order():
+    """Pytrees sort dict keys as strings; the study needs layer 2 before layer 10."""
+    from dlcore.models import MLP
+    from dlcore.algorithms.supervised import State
+    model = MLP(hidden=(3,) * 12, num_outputs=2)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
+    state = State(jnp.zeros((), jnp.int32), params, {}, None)
+    batch = {"x": jnp.ones((5, 4)), "y": jnp.zeros((5,), jnp.int32)}
+    names = list(analysis.layer_grad_norms(model, state, batch, "classification"))
+    assert names == [f"dense_{i}" for i in range(12)] + ["head"]
