@@ -21,28 +21,19 @@ steps per call with `lax.scan`) are timed too.
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from dlcore import config as config_lib, loop, models, optim
+from _common import (Result, dlcore_run, import_torch, interleave, jit_train, medians,
+                     print_table, torch_accuracy, torch_train)
+from dlcore import config as config_lib, models, optim
 from dlcore.data import load as load_data
 
 
-def dlcore_run(cfg: dict) -> tuple[float, float, float]:
-    """(whole-run seconds, train seconds per step, test accuracy) for one dlcore run."""
-    with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
-        s = loop.run(cfg, d, progress=False)
-        return time.perf_counter() - t0, 1.0 / s["steps_per_second"], s["metrics"]["test_accuracy"]
-
-
-def handwritten_run(cfg: dict) -> tuple[float, float, float]:
+def handwritten_run(cfg: dict) -> Result:
     """The same training as a plain jit loop: the baseline every framework is measured against."""
     t0 = time.perf_counter()
     splits, spec = load_data(cfg["data"])
@@ -50,41 +41,23 @@ def handwritten_run(cfg: dict) -> tuple[float, float, float]:
     tx = optim.build(cfg["optim"], cfg["loop"]["steps"])
     x, y = jnp.asarray(splits["train"]["x"]), jnp.asarray(splits["train"]["y"])
     params = net.init(jax.random.key(0), x[:1])["params"]
-    opt_state = tx.init(params)
-    bs, n, steps = cfg["data"]["batch_size"], len(splits["train"]["x"]), cfg["loop"]["steps"]
 
     def loss_fn(p, xb, yb):
         return optax.softmax_cross_entropy_with_integer_labels(net.apply({"params": p}, xb),
                                                                yb).mean()
 
-    def step(params, opt_state, i):
-        start = (i * bs) % n
-        xb = jax.lax.dynamic_slice_in_dim(x, start, bs)
-        yb = jax.lax.dynamic_slice_in_dim(y, start, bs)
-        loss, g = jax.value_and_grad(loss_fn)(params, xb, yb)
-        updates, opt_state = tx.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    params, opt_state, loss = step(params, opt_state, 0)
-    jax.block_until_ready(params)
-    t1 = time.perf_counter()
-    for i in range(1, steps):
-        params, opt_state, loss = step(params, opt_state, i)
-    jax.block_until_ready(params)
-    t2 = time.perf_counter()
+    params, per_step = jit_train(loss_fn, params, tx, x, y, cfg["data"]["batch_size"],
+                                 cfg["loop"]["steps"])
     logits = net.apply({"params": params}, jnp.asarray(splits["test"]["x"]))
     acc = float((jnp.argmax(logits, -1) == jnp.asarray(splits["test"]["y"])).mean())
-    return time.perf_counter() - t0, (t2 - t1) / (steps - 1), acc
+    return Result(time.perf_counter() - t0, per_step, acc)
 
 
-def torch_run(cfg: dict) -> tuple[float, float, float] | None:
+def torch_run(cfg: dict) -> Result | None:
     """CleanRL-style PyTorch eager loop, the same recipe; None when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
+    torch = import_torch()
+    if torch is None:
         return None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
     splits, _ = load_data(cfg["data"])
     x, y = torch.tensor(splits["train"]["x"]), torch.tensor(splits["train"]["y"]).long()
@@ -100,20 +73,10 @@ def torch_run(cfg: dict) -> tuple[float, float, float] | None:
             return self.l3(h + self.l2(h).relu())
 
     net = Net()
-    opt = torch.optim.Adam(net.parameters(), cfg["optim"]["learning_rate"])
-    bs, n, steps = cfg["data"]["batch_size"], len(x), cfg["loop"]["steps"]
-    t1 = time.perf_counter()
-    for i in range(steps):
-        b = (i * bs) % n
-        loss = torch.nn.functional.cross_entropy(net(x[b:b + bs]), y[b:b + bs])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    t2 = time.perf_counter()
-    with torch.no_grad():
-        pred = net(torch.tensor(splits["test"]["x"])).argmax(-1).numpy()
-    acc = float((pred == splits["test"]["y"]).mean())
-    return time.perf_counter() - t0, (t2 - t1) / steps, acc
+    per_step = torch_train(torch, net, x, y, cfg["data"]["batch_size"], cfg["loop"]["steps"],
+                           cfg["optim"]["learning_rate"])
+    acc = torch_accuracy(torch, net, splits["test"]["x"], splits["test"]["y"])
+    return Result(time.perf_counter() - t0, per_step, acc)
 
 
 def main() -> None:
@@ -135,25 +98,10 @@ def main() -> None:
         contenders[f"dlcore (steps_per_call={k})"] = lambda cfg=cfg: dlcore_run(cfg)
     contenders["dlcore, default schedule"] = lambda: dlcore_run(base)
     contenders["pytorch eager"] = lambda: torch_run(base)
-    results: dict[str, list] = {name: [] for name in contenders}
-    for _ in range(args.repeats):  # interleaved, so drift in machine speed hits all alike
-        for name, fn in contenders.items():
-            r = fn()
-            if r is not None:
-                results[name].append(r)
-    results = {k: v for k, v in results.items() if v}
-    base_whole = statistics.median(r[0] for r in results["hand-written jax.jit"])
-    base_step = statistics.median(r[1] for r in results["hand-written jax.jit"])
+    results = interleave(contenders, args.repeats)
     print(f"{args.experiment}, {args.steps} steps, median of {args.repeats}, "
           f"{jax.default_backend()} backend, jax {jax.__version__}")
-    print(f"{'contender':28s} {'whole run s':>11s} {'ratio':>6s} {'train us/step':>13s} "
-          f"{'ratio':>6s} {'test acc':>8s}")
-    for name, rs in results.items():
-        whole = statistics.median(r[0] for r in rs)
-        per_step = statistics.median(r[1] for r in rs)
-        acc = np.mean([r[2] for r in rs])
-        print(f"{name:28s} {whole:11.2f} {whole / base_whole:6.2f} {per_step * 1e6:13.1f} "
-              f"{per_step / base_step:6.2f} {acc:8.3f}")
+    print_table(medians(results, "hand-written jax.jit"))
 
 
 if __name__ == "__main__":
