@@ -1,7 +1,7 @@
 """The adding problem (Hochreiter & Schmidhuber 1997), sequence length 100, with a vanilla (tanh) RNN.
 
 Command:  dlcore run adding/rnn           (quick smoke run: --quick; longer: --set data.seq_len=200)
-Runtime:  see the README's results table (2-core CPU).
+Runtime:  about 2-3 minutes on a 2-core CPU (6000 steps through 100-step sequences).
 Expected: test MSE near the 0.167 baseline: its gradients vanish over 100 steps.
 Predicting the constant 1 gives MSE 1/6 ~= 0.167 (dlcore.data.sequences.adding). The network reads
 the whole sequence; a dense layer maps its final hidden state to the sum. Adam with gradient
