@@ -98,6 +98,11 @@ def _print_result(summary: dict, workdir: Path) -> None:
 def _report(workdir: Path) -> int:
     from dlcore.config import ConfigError
     from dlcore import plots
+    seed_dirs = sorted(workdir.glob("seed_*/metrics.jsonl"))
+    if not (workdir / "metrics.jsonl").exists() and seed_dirs:  # seeds run one after another
+        for path in seed_dirs:
+            _report(path.parent)
+        return 0
     if not (workdir / "metrics.jsonl").exists():
         raise ConfigError(f"{workdir} is not a run directory (no metrics.jsonl)")
     for path in plots.learning_curves(workdir):

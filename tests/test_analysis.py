@@ -162,3 +162,15 @@ def test_layer_grad_norms_come_in_depth_order():
     batch = {"x": jnp.ones((5, 4)), "y": jnp.zeros((5,), jnp.int32)}
     names = list(analysis.layer_grad_norms(model, state, batch, "classification"))
     assert names == [f"dense_{i}" for i in range(12)] + ["head"]
+
+
+def test_report_on_seeds_run_one_after_another_reports_each_seed(tmp_path, capsys):
+    assert main(["run", "digits/mlp", "--quick", "--seeds", "2", "--workdir", str(tmp_path),
+                 "--no-progress", "--set", "loop.seeds_in_one_program=false",
+                 "--set", "loop.plots=false"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for seed in (0, 1):
+        assert (tmp_path / f"seed_{seed}" / "plots" / "activations.png").exists()
+        assert f"seed_{seed}" in printed
