@@ -80,7 +80,7 @@ def model_pictures(workdir: str | Path, num_inputs: int = 4) -> list[Path]:
                                  f"{workdir.name}: activations for {len(x)} test inputs"))
     if name == "rnn":
         batch = {"x": test["x"][:256], "y": test["y"][:256]}
-        curves = {f"{label}": analysis.grad_through_time(run.model, state, batch, run.spec["task"])
+        curves = {label: analysis.grad_through_time(run.model, state, batch, run.spec["task"])
                   for label, state in (("at initialisation", run.init),
                                        (f"after {run.step} steps", run.final))}
         paths.append(grad_through_time(curves, out_dir / "grad_through_time.png",

@@ -39,6 +39,6 @@ def batch_at(arrays: dict, step: jax.Array, batch_size: int, shuffle: bool,
     """
     n = len(next(iter(arrays.values())))
     if not shuffle and n % batch_size == 0:
-        start = (step * batch_size) % n
+        start = ((step % n) * batch_size) % n  # as batch_indices: no int32 overflow
         return {k: jax.lax.dynamic_slice_in_dim(v, start, batch_size) for k, v in arrays.items()}
     return take(arrays, batch_indices(step, n, batch_size, shuffle, key))
