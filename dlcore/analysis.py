@@ -32,6 +32,7 @@ class Run(NamedTuple):
     init: Any        # the state `init` gave this seed (params, model_state, ...)
     final: Any       # the newest checkpoint's state (the best one when early stopping)
     step: int
+    algorithm: Any = None  # the rebuilt Algorithm (meta-learning: its `adapt`)
 
 
 def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
@@ -60,7 +61,7 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     tree, step = restored
     final = tree["early_stopping"]["state"] if "early_stopping" in tree else tree["state"]
     pick = (lambda s: _seed(s, seed_index)) if seeds > 1 else (lambda s: s)
-    return Run(config, spec, splits, model, _seed(inits, seed_index), pick(final), step)
+    return Run(config, spec, splits, model, _seed(inits, seed_index), pick(final), step, algorithm)
 
 
 def _seed(tree, i: int):

@@ -30,7 +30,6 @@ import numpy as np
 
 from dlcore import algorithms, checkpoint, data as data_lib, parallel, writers
 from dlcore.config import ConfigError, check, flatten, one_of
-from dlcore.data.batching import batch_at, take
 
 
 class TrainingError(RuntimeError):
@@ -124,7 +123,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     algorithm = algorithms.get(config["algorithm"]).make(config, spec)
     mesh = parallel.data_mesh(cfg["devices"])
     parallel.check_divisible(config["data"]["batch_size"], mesh)
-    nbytes = sum(a.nbytes for d in splits.values() for a in d.values())
+    sample = data_lib.sampler(config["data"], spec)
+    nbytes = sum(a.nbytes for a in jax.tree.leaves(splits))
     check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
           f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
     _check_best_metric(cfg, algorithm, splits)
@@ -159,11 +159,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
 
     # 3. the compiled step: k updates per call, metrics summed on the device.
     total, k = cfg["steps"], cfg["steps_per_call"]
-    bs = config["data"]["batch_size"]
-    shuffle = config["data"]["shuffle"]
-
     def one_update(state, acc, t, data, key_data, key_step):
-        batch = batch_at(data["train"], t, bs, shuffle, key_data)
+        batch = sample(data["train"], t, key_data)
         batch = parallel.constrain_batch(batch, mesh)
         state, metrics = algorithm.step(state, batch, jax.random.fold_in(key_step, t))
         # Metrics are summed as one vector: on a CPU every extra output buffer of a small step
@@ -188,7 +185,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)))
 
     metric_shapes = jax.eval_shape(
-        lambda s: algorithm.step(s, take(splits["train"], jnp.arange(bs)), jax.random.key(0))[1],
+        lambda s: algorithm.step(s, sample(splits["train"], 0, jax.random.key(0)),
+                                 jax.random.key(0))[1],
         states if not vmapped else jax.tree.map(lambda a: a[0], states))
     names = sorted(metric_shapes)
     check(all(m.shape == () for m in metric_shapes.values()), "algorithm",
@@ -233,7 +231,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
                     is_ckpt = is_ckpt or stopped  # a resumed run must know it has stopped
             _log(workdir, tb, t, record, vmapped)
             if bar:
-                bar.update(t, _means(record))
+                bar.update(t, _means(record, vmapped))
             if is_ckpt:
                 best = cfg["best_metric"]
                 metrics = {best: float(np.mean(eval_metrics[best]))} if (
@@ -255,7 +253,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     # the end: every split evaluated, summary and plots.
     states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
     final = _evaluate(evaluate, states, device_data, keys["eval"], splits, with_train=True)
-    summary = _summary(config, final, seed_list, t_start, total,
+    summary = _summary(config, summary_metrics(final, algorithm.aliases), seed_list, t_start, total,
                        (t_end - t_loop, t - steps_timed) if t_loop else None, vmapped)
     if stopper:
         summary["early_stopping"] = {"stopped_at_step": t,
@@ -353,32 +351,51 @@ def _train_record(acc: dict, names: list[str], n: int, t: int, last_saved, workd
 def _evaluate(evaluate, states, device_data, key, splits, with_train: bool) -> dict:
     out = {}
     for split in splits:
-        if split == "train" and not with_train:
-            continue
+        if (split == "train" and not with_train) or not jax.tree.leaves(splits[split]):
+            continue  # an empty split: tasks drawn per step have no fixed training set
         for name, v in jax.device_get(evaluate(states, device_data[split], key)).items():
             out[f"{split}/{name}"] = v
     return out
 
 
-def _means(record: dict) -> dict:
-    return {k: float(np.mean(v)) for k, v in record.items()}
+def _means(record: dict, seed_axis: bool) -> dict:
+    """Means over the seed axis; a vector metric (one value per test-time step, say) stays a list."""
+    out = {}
+    for k, v in record.items():
+        m = np.asarray(v, np.float64)
+        m = m.mean(0) if seed_axis else m
+        out[k] = float(m) if m.ndim == 0 else m.tolist()
+    return out
 
 
 def _log(workdir: Path, tb, t: int, record: dict, vmapped: bool) -> None:
-    row = {"step": t, "time": time.time(), **_means(record)}
+    means = _means(record, vmapped)
+    row = {"step": t, "time": time.time(), **means}
     if vmapped:
         row["per_seed"] = {k: np.asarray(v).tolist() for k, v in record.items()}
     writers.append_jsonl(workdir / "metrics.jsonl", row)
-    tb.scalars(t, _means(record))
+    tb.scalars(t, means)
 
 
-def _summary(config, final, seed_list, t_start, total, timed, vmapped) -> dict:
-    """summary.json: final metrics (means over seeds), their spread, and how the run went."""
+def summary_metrics(final: dict, aliases: dict | None) -> dict:
+    """{'test/accuracy': v} -> {'test_accuracy': v}, plus the algorithm's unprefixed aliases."""
+    named = {name.replace("/", "_"): v for name, v in final.items()}
+    named.update({alias: final[name] for alias, name in (aliases or {}).items() if name in final})
+    return named
+
+
+def _summary(config, named, seed_list, t_start, total, timed, seed_axis) -> dict:
+    """summary.json: final metrics (means over seeds), their spread, and how the run went.
+    named: summary name -> value, with a leading seed axis when `seed_axis`."""
     metrics, std, per_seed = {}, {}, {}
-    for name, v in final.items():
-        key = name.replace("/", "_")
-        v = np.atleast_1d(np.asarray(v, np.float64))
-        metrics[key], std[key], per_seed[key] = float(v.mean()), float(v.std()), v.tolist()
+    for key, v in named.items():
+        v = np.asarray(v, np.float64)
+        v = v if seed_axis else v[None]
+        mean, spread = v.mean(0), v.std(0)
+        scalar = mean.ndim == 0
+        metrics[key] = float(mean) if scalar else mean.tolist()
+        std[key] = float(spread) if scalar else spread.tolist()
+        per_seed[key] = v.tolist()
     return {
         "experiment": config["experiment"],
         "metrics": metrics,
@@ -390,7 +407,7 @@ def _summary(config, final, seed_list, t_start, total, timed, vmapped) -> dict:
         "steps_per_second": (timed[1] / timed[0]) if timed and timed[0] > 0 else None,
         "seeds": len(seed_list),
         "seed_values": seed_list,
-        "seeds_in_one_program": vmapped,
+        "seeds_in_one_program": seed_axis,
         "versions": {"python": platform.python_version(), "jax": jax.__version__,
                      "backend": jax.default_backend(), "devices": jax.device_count()},
         "config": config,
@@ -404,11 +421,11 @@ def _run_sequential_seeds(config, workdir, seeds, progress, t_start) -> dict:
         cfg = json.loads(json.dumps(config, default=_jsonable))
         cfg["seed"] = config["seed"] + i
         runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
-    final = {k.replace("_", "/", 1): [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
+    named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
     rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
     prepare_workdir(workdir, config)
-    summary = _summary(config, final, [config["seed"] + i for i in range(seeds)], t_start,
-                       config["loop"]["steps"], None, False)
+    summary = _summary(config, named, [config["seed"] + i for i in range(seeds)], t_start,
+                       config["loop"]["steps"], None, True)
     summary["seeds_in_one_program"] = False
     if "early_stopping" in runs[0]:
         summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]

@@ -2,7 +2,10 @@
 its checkpoint); `dlcore report DIR` redraws them all."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import jax
 
 import matplotlib
 
@@ -24,7 +27,8 @@ def learning_curves(workdir: str | Path) -> list[Path]:
     rows = read_jsonl(workdir / "metrics.jsonl")
     if not rows:
         raise FileNotFoundError(f"no metrics in {workdir / 'metrics.jsonl'}")
-    names = sorted({k for r in rows for k in r if "/" in k})
+    # scalar metrics only: a vector (one value per test-time step, say) is no learning curve
+    names = sorted({k for r in rows for k, v in r.items() if "/" in k and not isinstance(v, list)})
     kinds = sorted({n.split("/", 1)[1] for n in names})
     out_dir = workdir / "plots"
     out_dir.mkdir(exist_ok=True)
@@ -67,6 +71,8 @@ def model_pictures(workdir: str | Path, num_inputs: int = 4) -> list[Path]:
     run = analysis.load_run(workdir)
     out_dir = workdir / "plots"
     out_dir.mkdir(exist_ok=True)
+    if run.spec.get("kind", "examples") != "examples":
+        return meta_pictures(run, workdir)
     test = run.splits["test"]
     x = test["x"][:num_inputs]
     name = run.config["model"]["name"]
@@ -161,6 +167,86 @@ def grad_through_time(curves: dict[str, np.ndarray], path: Path, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- meta-learning ----------------------------------------------------------------------------------
+
+def meta_pictures(run, workdir: Path) -> list[Path]:
+    """fits.png (regression: a few test tasks' fits after 0, 1 and 10 steps) and
+    after_steps.png (the test score against the number of test-time steps, 95 % band)."""
+    summary = json.loads((workdir / "summary.json").read_text())["metrics"]
+    paths = []
+    if run.spec["task"] == "regression":
+        tasks = jax.tree.map(lambda a: a[:4], run.splits["test"])
+        fits = sinusoid_fits(run, tasks, steps=(0, 1, 10))
+        paths.append(fits_figure({workdir.name: fits}, tasks, workdir / "plots" / "fits.png"))
+    name = "mse" if run.spec["task"] == "regression" else "accuracy"
+    if f"test_{name}_after_steps" in summary:
+        paths.append(after_steps_figure(
+            {workdir.name: (summary[f"test_{name}_after_steps"],
+                            summary.get(f"test_{name}_ci95_after_steps"))},
+            name, workdir / "plots" / "after_steps.png"))
+    return paths
+
+
+def sinusoid_fits(run, tasks: dict, steps=(0, 1, 10), grid: int = 200) -> dict:
+    """{steps: predictions [tasks, grid]} on x = linspace(-5, 5, grid) after adapting each task's
+    support set for that many steps with the run's own `adapt`."""
+    xs = np.linspace(-5, 5, grid, dtype=np.float32)[:, None]
+    apply = lambda p, x: run.model.apply({"params": p}, x, train=False)
+    params = run.final.params
+    out = {}
+    for s in steps:
+        def one(support):
+            return apply(run.algorithm.adapt(params, support, jax.random.key(0), steps=s), xs)[:, 0]
+        out[s] = np.asarray(jax.jit(jax.vmap(one))(tasks["support"]))
+    return out
+
+
+def fits_figure(fits: dict, tasks: dict, path: Path) -> Path:
+    """fits: {label: {steps: [tasks, grid]}}; one row per label, one column per task."""
+    xs = np.linspace(-5, 5, next(iter(next(iter(fits.values())).values())).shape[1])
+    n_tasks = len(tasks["amplitude"])
+    fig, axes = plt.subplots(len(fits), n_tasks, figsize=(3 * n_tasks, 2.3 * len(fits)), dpi=110,
+                             squeeze=False, sharex=True)
+    for r, (label, by_steps) in enumerate(fits.items()):
+        for c in range(n_tasks):
+            ax = axes[r, c]
+            ax.plot(xs, tasks["amplitude"][c] * np.sin(xs - tasks["phase"][c]), "k", lw=1.2,
+                    label="true")
+            for s, pred in by_steps.items():
+                ax.plot(xs, pred[c], lw=1, label=f"{s} step{'s' if s != 1 else ''}")
+            sx, sy = tasks["support"]["x"][c, :, 0], tasks["support"]["y"][c, :, 0]
+            ax.scatter(sx, sy, s=12, c="k", marker="^", zorder=3, label="support")
+            if c == 0:
+                ax.set_ylabel(label)
+            if r == 0 and c == n_tasks - 1:
+                ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def after_steps_figure(curves: dict, name: str, path: Path) -> Path:
+    """curves: {label: (mean [S+1], ci95 [S+1] or None)} against test-time steps."""
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for label, (mean, ci) in curves.items():
+        steps = np.arange(len(mean))
+        line, = ax.plot(steps, mean, marker="o", ms=3, label=label)
+        if ci is not None:
+            ax.fill_between(steps, np.subtract(mean, ci), np.add(mean, ci),
+                            color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("test-time gradient steps")
+    ax.set_ylabel(f"{name} (mean, 95 % CI)")
+    if name == "mse":
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

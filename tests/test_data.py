@@ -115,7 +115,8 @@ def test_digits(digits):
     assert tr["x"].dtype == np.float32 and tr["y"].dtype == np.int32
     for x in (tr["x"], te["x"]):
         assert x.min() == 0.0 and x.max() == 1.0
-    assert spec == {"input_shape": (8, 8, 1), "num_outputs": 10, "task": "classification"}
+    assert spec == {"input_shape": (8, 8, 1), "num_outputs": 10, "task": "classification",
+                    "kind": "examples"}
     # stratified: every class has 35 or 37 test examples (digits has 174..183 per class)
     counts = np.bincount(te["y"], minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
@@ -135,7 +136,7 @@ def test_digits_validation_fraction_carves_end_of_train(digits):
 
 def test_diabetes():
     splits, spec = data.load({"name": "diabetes", "batch_size": 16})
-    assert spec == {"input_shape": (10,), "num_outputs": 1, "task": "regression"}
+    assert spec == {"input_shape": (10,), "num_outputs": 1, "task": "regression", "kind": "examples"}
     tr, te = splits["train"], splits["test"]
     assert tr["x"].shape == (353, 10) and te["x"].shape == (89, 10)
     assert tr["y"].shape == (353, 1) and tr["y"].dtype == np.float32
@@ -222,7 +223,8 @@ def test_npz_file(tmp_path):
     path = tmp_path / "mine.npz"
     np.savez(path, **arrays, extra=np.zeros(1))
     splits, spec = data.load({"name": "npz", "path": str(path), "batch_size": 5})
-    assert spec == {"input_shape": (3,), "num_outputs": 4, "task": "classification"}
+    assert spec == {"input_shape": (3,), "num_outputs": 4, "task": "classification",
+                    "kind": "examples"}
     np.testing.assert_allclose(splits["train"]["x"], arrays["x"].astype(np.float32))
     np.testing.assert_array_equal(splits["test"]["y"], arrays["y_test"])
 

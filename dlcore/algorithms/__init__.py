@@ -19,10 +19,16 @@ class Algorithm(NamedTuple):
     init: Callable[[Any], Any]
     step: Callable[[Any, Any, Any], tuple[Any, dict]]
     evaluate: Callable[[Any, Any, Any], dict]
+    # meta-learning: the inner loop adapt(params, support, key) -> params, for users and tests
+    adapt: Callable | None = None
+    # summary.json name -> evaluation metric ('split/name') it repeats without the split prefix
+    aliases: dict | None = None
 
 
 def get(name: str):
     """The algorithm module `dlcore.algorithms.<name>`."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise ConfigError(f"config key 'algorithm': no algorithm {name!r}")
     try:
         return importlib.import_module(f"dlcore.algorithms.{name}")
     except ModuleNotFoundError as e:

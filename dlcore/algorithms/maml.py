@@ -1,0 +1,71 @@
+"""MAML (Finn, Abbeel & Levine 2017) and first-order MAML (`meta.first_order`).
+
+    state = State(step, params, opt_state)
+    batch = a batch of tasks {'support': {'x': [B, K, ...], 'y'}, 'query': {'x': [B, Q, ...], 'y'}}
+
+The inner loop `adapt(params, support, key) -> params` takes `meta.inner_steps` gradient steps of
+size `meta.inner_lr` on one task's support set; the meta-loss is the query loss of the adapted
+parameters, averaged over the batch of tasks by one `vmap`, and its gradient flows back through
+every inner step (second order) unless `meta.first_order`. At evaluation each test task is adapted
+for `meta.test_steps` steps of `meta.test_inner_lr`, scored after every step (dlcore.meta).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import data as data_lib, meta, models, optim
+from dlcore.algorithms import Algorithm
+from dlcore.algorithms.supervised import check_input_shape
+
+
+class State(NamedTuple):
+    step: jax.Array  # int32 scalar
+    params: Any      # the model's parameters: the meta-learned initialisation
+    opt_state: Any
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    m = meta.validate(config["meta"])
+    check_input_shape(config["model"], spec["input_shape"])
+    model = models.build(config["model"], spec["num_outputs"])
+    loss = meta.task_loss(meta.model_apply(model), spec["task"])
+    tx = optim.build(config["optim"], config["loop"]["steps"])
+    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+
+    def init(key: jax.Array) -> State:
+        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    def adapt(params, support: dict, key: jax.Array, steps: int = m["inner_steps"],
+              lr: float = m["inner_lr"]):
+        """params adapted to one task's support set ({'x': [K, ...], 'y'}); key unused (the inner
+        loop is deterministic), kept for the common signature."""
+        meta.check_support(support, spec["input_shape"], spec["task"], spec["num_outputs"])
+        return meta.adapt(loss, params, support, lr, steps, m["inner_grad_clip"], m["first_order"])
+
+    def meta_loss(params, batch, key):
+        def one(task, k):
+            adapted = adapt(params, task["support"], k)
+            return loss(adapted, task["query"])
+        keys = jax.random.split(key, len(batch["query"]["x"]))
+        l, score = jax.vmap(one)(batch, keys)
+        return l.mean(), score.mean()
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        (l, score), grads = jax.value_and_grad(meta_loss, has_aux=True)(state.params, batch, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": l} if spec["task"] == "regression" else {"loss": l, "accuracy": score}
+        return State(state.step + 1, params, opt_state), metrics
+
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        def per_task(task):
+            return meta.adaptation_curve(loss, state.params, task, m["test_inner_lr"],
+                                         m["test_steps"], m["inner_grad_clip"])
+        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"])
+
+    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])

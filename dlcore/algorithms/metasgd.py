@@ -1,0 +1,67 @@
+"""Meta-SGD (Li, Zhou, Chen & Li 2017): MAML whose inner learning rate is learned, one rate per
+parameter, meta-trained with the initialisation.
+
+    state = State(step, params={'net': model parameters, 'lr': the same tree of rates}, opt_state)
+    batch = a batch of tasks, as for dlcore.algorithms.maml
+
+The rates start at `meta.inner_lr` everywhere (Li et al. draw them at random; a constant start
+makes Meta-SGD begin exactly where MAML begins). Test-time adaptation takes `meta.test_steps` steps
+with the learned rates (`meta.test_inner_lr` is not used).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import data as data_lib, meta, models, optim
+from dlcore.algorithms import Algorithm
+from dlcore.algorithms.maml import State
+from dlcore.algorithms.supervised import check_input_shape
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    m = meta.validate(config["meta"])
+    check_input_shape(config["model"], spec["input_shape"])
+    model = models.build(config["model"], spec["num_outputs"])
+    loss = meta.task_loss(meta.model_apply(model), spec["task"])
+    tx = optim.build(config["optim"], config["loop"]["steps"])
+    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+
+    def init(key: jax.Array) -> State:
+        net = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        params = {"net": net, "lr": jax.tree.map(lambda p: jnp.full_like(p, m["inner_lr"]), net)}
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    def adapt(params, support: dict, key: jax.Array, steps: int = m["inner_steps"]):
+        """params['net'] adapted to one task's support set with the learned rates params['lr']."""
+        meta.check_support(support, spec["input_shape"], spec["task"], spec["num_outputs"])
+        return meta.adapt(loss, params["net"], support, params["lr"], steps, m["inner_grad_clip"])
+
+    def meta_loss(params, batch, key):
+        def one(task, k):
+            return loss(adapt(params, task["support"], k), task["query"])
+        l, score = jax.vmap(one)(batch, jax.random.split(key, len(batch["query"]["x"])))
+        return l.mean(), score.mean()
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        (l, score), grads = jax.value_and_grad(meta_loss, has_aux=True)(state.params, batch, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": l, "mean_inner_lr": _mean_leaf(params["lr"])}
+        if spec["task"] == "classification":
+            metrics["accuracy"] = score
+        return State(state.step + 1, params, opt_state), metrics
+
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        def per_task(task):
+            return meta.adaptation_curve(loss, state.params["net"], task, state.params["lr"],
+                                         m["test_steps"], m["inner_grad_clip"])
+        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"])
+
+    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])
+
+
+def _mean_leaf(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return sum(jnp.sum(a) for a in leaves) / sum(a.size for a in leaves)

@@ -1,0 +1,81 @@
+"""The transfer baseline of the meta-learning papers: train one model on the pooled data of the
+training tasks, then fine-tune it on each test task's support set.
+
+    state = State(step, params, opt_state)
+    batch = a batch of tasks, as for dlcore.algorithms.maml
+
+Regression (Finn et al.'s "pretrained" sinusoid baseline): ordinary regression on every point of
+every task in the batch. Classification: a classifier over all the training classes (an episode's
+labels are mapped back to its classes' global indices); at test its 'head' layer is replaced by a
+zero-initialised N-way head and the whole network fine-tuned on the support set. Fine-tuning takes
+`meta.test_steps` steps of `meta.test_inner_lr` (Finn et al. fine-tune the sinusoid baseline with
+0.02); `meta.inner_*` are unused.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import data as data_lib, meta, models, optim
+from dlcore.algorithms import Algorithm
+from dlcore.algorithms.maml import State
+from dlcore.algorithms.supervised import check_input_shape
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    m = meta.validate(config["meta"], min_inner_steps=0)
+    check_input_shape(config["model"], spec["input_shape"])
+    classify = spec["task"] == "classification"
+    # pretraining predicts every training class; fine-tuning an N-way task swaps the head
+    model = models.build(config["model"], spec["num_train_classes"] if classify else 1)
+    test_model = models.build(config["model"], spec["test_n_way"]) if classify else model
+    pool_loss = meta.task_loss(meta.model_apply(model), spec["task"])
+    loss = meta.task_loss(meta.model_apply(test_model), spec["task"])
+    tx = optim.build(config["optim"], config["loop"]["steps"])
+    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+
+    def init(key: jax.Array) -> State:
+        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    def pooled(batch: dict) -> dict:
+        """Every example of every task: {'x': [B * (K + Q), ...], 'y'} with global labels."""
+        parts = [batch["support"], batch["query"]]
+        if classify:  # episode label i is class batch['classes'][:, i]
+            parts = [{"x": p["x"], "y": jnp.take_along_axis(batch["classes"], p["y"], 1)}
+                     for p in parts]
+        return jax.tree.map(lambda a, b: jnp.concatenate([a, b], 1).reshape(-1, *a.shape[2:]),
+                            *parts)
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        (l, score), grads = jax.value_and_grad(pool_loss, has_aux=True)(state.params,
+                                                                         pooled(batch))
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": l, "accuracy": score} if classify else {"loss": l}
+        return State(state.step + 1, params, opt_state), metrics
+
+    def for_task(params):
+        """The pretrained parameters a test task starts from (classification: a zero N-way head)."""
+        if not classify:
+            return params
+        head = params["head"]
+        n = spec["test_n_way"]
+        return {**params, "head": {"kernel": jnp.zeros((head["kernel"].shape[0], n)),
+                                   "bias": jnp.zeros((n,))}}
+
+    def adapt(params, support: dict, key: jax.Array, steps: int = m["test_steps"],
+              lr: float = m["test_inner_lr"]):
+        """The pretrained params fine-tuned on one task's support set ({'x': [K, ...], 'y'})."""
+        meta.check_support(support, spec["input_shape"], spec["task"],
+                           spec["test_n_way"] if classify else None)
+        return meta.adapt(loss, for_task(params), support, lr, steps, m["inner_grad_clip"])
+
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        def per_task(task):
+            return meta.adaptation_curve(loss, for_task(state.params), task, m["test_inner_lr"],
+                                         m["test_steps"], m["inner_grad_clip"])
+        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"])
+
+    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])

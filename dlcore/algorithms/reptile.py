@@ -1,0 +1,62 @@
+"""Reptile (Nichol, Achiam & Schulman 2018): move the initialisation toward the parameters that
+plain SGD reaches on each task.
+
+    state = State(step, params, opt_state)
+    batch = a batch of tasks, as for dlcore.algorithms.maml
+
+Each task's parameters take `meta.inner_steps` gradient steps of `meta.inner_lr` on all of the
+task's points (Reptile has no support/query split in training); the meta-gradient is
+params - mean over tasks of the adapted params, one `vmap`, and the optimizer (`optim`) applies it.
+No second derivatives. Evaluation is MAML's: adapt on the support set, score on the query set.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import data as data_lib, meta, models, optim
+from dlcore.algorithms import Algorithm
+from dlcore.algorithms.maml import State
+from dlcore.algorithms.supervised import check_input_shape
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    m = meta.validate(config["meta"])
+    check_input_shape(config["model"], spec["input_shape"])
+    model = models.build(config["model"], spec["num_outputs"])
+    loss = meta.task_loss(meta.model_apply(model), spec["task"])
+    tx = optim.build(config["optim"], config["loop"]["steps"])
+    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+
+    def init(key: jax.Array) -> State:
+        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    def adapt(params, support: dict, key: jax.Array, steps: int = m["inner_steps"],
+              lr: float = m["inner_lr"]):
+        """params after `steps` SGD steps on one task's data ({'x': [K, ...], 'y'})."""
+        meta.check_support(support, spec["input_shape"], spec["task"], spec["num_outputs"])
+        return meta.adapt(loss, params, support, lr, steps, m["inner_grad_clip"])
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        every = jax.tree.map(lambda s, q: jnp.concatenate([s, q], axis=1),
+                             batch["support"], batch["query"])  # [B, K + Q, ...]
+        keys = jax.random.split(key, len(every["x"]))
+        adapted = jax.vmap(adapt, in_axes=(None, 0, 0))(state.params, every, keys)
+        grads = jax.tree.map(lambda p, a: p - a.mean(0), state.params, adapted)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        l, score = jax.vmap(loss, in_axes=(0, 0))(adapted, every)  # after adapting, on the task
+        metrics = {"loss": l.mean()}
+        if spec["task"] == "classification":
+            metrics["accuracy"] = score.mean()
+        return State(state.step + 1, params, opt_state), metrics
+
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        def per_task(task):
+            return meta.adaptation_curve(loss, state.params, task, m["test_inner_lr"],
+                                         m["test_steps"], m["inner_grad_clip"])
+        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"])
+
+    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])

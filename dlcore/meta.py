@@ -1,0 +1,171 @@
+"""What every meta-learning algorithm shares: the per-task loss, the inner loop, and the scoring of
+a meta-learned model on the fixed evaluation tasks.
+
+A task is {'support': {'x': [K, ...], 'y': ...}, 'query': {'x': [Q, ...], 'y': ...}}; a batch of
+tasks has a leading axis [B] on every array. Regression targets are [K, 1] floats, classification
+labels [K] integers 0..N-1 (N-way episodes).
+
+The inner loop is plain gradient descent on the support loss, `steps` steps of size `lr` (a scalar,
+or a pytree like `params` for Meta-SGD's per-parameter rates). Each step's gradient is clipped to
+global norm `clip` (0 = off), so `steps` steps move the parameters by at most steps * lr * clip and
+adaptation stays finite. Why: with a fixed rate, plain gradient descent diverges on the few tasks
+whose loss is too sharp for it (a reference MAML went to NaN on 0.3 % of sinusoid test tasks after
+5 to 10 steps); a clip well above the usual gradient norm leaves every other task untouched. The
+evaluation reports the fraction of tasks on which the clip acted.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore.config import ConfigError, check
+
+
+def defaults(**overrides) -> dict:
+    """The `meta` config section.
+
+    inner_lr / inner_steps: the inner loop in training; test_inner_lr / test_steps: at evaluation
+    (test_inner_lr 0 = inner_lr); inner_grad_clip: see the module docstring; first_order: MAML
+    without second derivatives (FOMAML).
+    """
+    cfg = {"inner_lr": 0.01, "inner_steps": 1, "test_inner_lr": 0.0, "test_steps": 10,
+           "inner_grad_clip": 100.0, "first_order": False}
+    unknown = set(overrides) - set(cfg)
+    assert not unknown, f"unknown meta keys {unknown}"
+    return {**cfg, **overrides}
+
+
+def validate(cfg: dict, min_inner_steps: int = 1) -> dict:
+    """ConfigError for impossible meta settings; returns the settings with test_inner_lr filled."""
+    check(isinstance(cfg["inner_lr"], (int, float)) and cfg["inner_lr"] > 0, "meta.inner_lr",
+          f"must be a positive number; got {cfg['inner_lr']!r}")
+    check(type(cfg["inner_steps"]) is int and cfg["inner_steps"] >= min_inner_steps,
+          "meta.inner_steps", f"must be an integer >= {min_inner_steps}; got {cfg['inner_steps']!r}")
+    check(type(cfg["test_steps"]) is int and cfg["test_steps"] >= 0, "meta.test_steps",
+          f"must be an integer >= 0; got {cfg['test_steps']!r}")
+    check(isinstance(cfg["test_inner_lr"], (int, float)) and cfg["test_inner_lr"] >= 0,
+          "meta.test_inner_lr", f"must be >= 0 (0 = meta.inner_lr); got {cfg['test_inner_lr']!r}")
+    check(isinstance(cfg["inner_grad_clip"], (int, float)) and cfg["inner_grad_clip"] >= 0,
+          "meta.inner_grad_clip", f"must be >= 0 (0 = off); got {cfg['inner_grad_clip']!r}")
+    return {**cfg, "test_inner_lr": cfg["test_inner_lr"] or cfg["inner_lr"]}
+
+
+def task_loss(apply: Callable, task: str) -> Callable:
+    """loss(params, data) -> (loss, score): mean squared error (score = the same) for regression,
+    cross-entropy (score = accuracy) for classification. apply(params, x [n, ...]) -> [n, out]."""
+    def loss(params, data):
+        out = apply(params, data["x"])
+        if task == "regression":
+            err = jnp.mean((out - data["y"].reshape(out.shape)) ** 2)
+            return err, err
+        ce = optax.softmax_cross_entropy_with_integer_labels(out, data["y"]).mean()
+        return ce, (jnp.argmax(out, -1) == data["y"]).mean()
+    return loss
+
+
+def sgd_step(loss: Callable, params, data: dict, lr, clip: float, first_order: bool = False):
+    """One inner step: (params - lr * clipped grad, whether the clip acted). lr: scalar or pytree.
+
+    first_order: the gradient is a constant to the outer derivative (first-order MAML).
+    """
+    grads = jax.grad(lambda p: loss(p, data)[0])(params)
+    if first_order:
+        grads = jax.lax.stop_gradient(grads)
+    norm = optax.tree.norm(grads)
+    clipped = (clip > 0) & (norm > clip)
+    scale = jnp.where(clipped, clip / jnp.where(clipped, norm, 1.0), 1.0)
+    lrs = lr if jax.tree.structure(lr) == jax.tree.structure(params) else \
+        jax.tree.map(lambda _: lr, params)
+    return jax.tree.map(lambda p, a, g: p - a * scale * g, params, lrs, grads), clipped
+
+
+def adapt(loss: Callable, params, support: dict, lr, steps: int, clip: float,
+          first_order: bool = False):
+    """`steps` inner steps on the support set -> adapted params (differentiable w.r.t. params)."""
+    for _ in range(steps):  # unrolled: the training loops take one to a few steps
+        params, _ = sgd_step(loss, params, support, lr, clip, first_order)
+    return params
+
+
+def adaptation_curve(loss: Callable, params, task: dict, lr, steps: int, clip: float) -> dict:
+    """The query loss and score after 0, 1, ..., steps inner steps on the support set.
+
+    Returns {'loss': [steps + 1], 'score': [steps + 1], 'clipped': bool (the clip ever acted)}.
+    """
+    def body(carry, _):
+        p, clipped = carry
+        p, c = sgd_step(loss, p, task["support"], lr, clip)
+        return (p, clipped | c), loss(p, task["query"])
+
+    first = loss(params, task["query"])
+    (_, clipped), rest = jax.lax.scan(body, (params, jnp.zeros((), bool)), None, length=steps)
+    curve = [jnp.concatenate([jnp.atleast_1d(a), b]) for a, b in zip(first, rest)]
+    return {"loss": curve[0], "score": curve[1], "clipped": clipped}
+
+
+def evaluate_tasks(per_task: Callable, split: dict, eval_tasks: tuple, task: str) -> dict:
+    """Score every evaluation task: per_task(task) -> {'loss': [S+1], 'score': [S+1], 'clipped'}
+    with S test-time steps (S = 0 for methods that do not adapt by gradient steps).
+
+    Regression: 'mse' (after S steps), 'mse_ci95', and per step 'mse_after_steps',
+    'median_mse_after_steps', 'mse_ci95_after_steps'. Classification: 'accuracy', 'accuracy_ci95'
+    (1.96 standard errors over tasks), 'accuracy_after_steps'. Both: 'loss', 'clipped_fraction'.
+    """
+    n, chunk, tasks = eval_tasks
+    n_chunks = -(-n // chunk)
+    out = jax.lax.map(lambda i: jax.vmap(per_task)(tasks(split, i)), jnp.arange(n_chunks))
+    out = jax.tree.map(lambda a: a.reshape(n_chunks * chunk, *a.shape[2:])[:n], out)
+    score = out["score"]  # [n, S + 1]
+    half = 1.96 * jnp.std(score, axis=0, ddof=1) / math.sqrt(n) if n > 1 else jnp.zeros_like(score[0])
+    name = "mse" if task == "regression" else "accuracy"
+    metrics = {"loss": out["loss"][:, -1].mean(), name: score[:, -1].mean(),
+               f"{name}_ci95": half[-1], f"{name}_after_steps": score.mean(0),
+               "clipped_fraction": out["clipped"].astype(jnp.float32).mean()}
+    if task == "regression":
+        metrics["median_mse_after_steps"] = jnp.median(score, axis=0)
+        metrics["mse_ci95_after_steps"] = half
+    return metrics
+
+
+# summary.json names the task evaluation's headline metrics without the split prefix
+ALIASES = {"regression": {"mse_after_steps": "test/mse_after_steps",
+                          "median_mse_after_steps": "test/median_mse_after_steps",
+                          "mse_ci95_after_steps": "test/mse_ci95_after_steps"},
+           "classification": {}}
+
+
+def check_support(support: dict, input_shape: tuple, task: str, n_way: int | None = None) -> None:
+    """ValueError naming the problem when a support set {'x': [K, *input_shape], 'y'} does not fit
+    the model: wrong example shape, mismatched counts, labels outside 0..n_way-1 (checked on
+    concrete arrays only)."""
+    x, y = support.get("x"), support.get("y")
+    if x is None or y is None:
+        raise ValueError(f"a support set is a dict with 'x' and 'y'; got keys {sorted(support)}")
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"support x has examples of shape {tuple(x.shape[1:])}, the model takes "
+                         f"{tuple(input_shape)} (support x must be [K, {', '.join(map(str, input_shape))}])")
+    if len(y) != len(x):
+        raise ValueError(f"support has {len(x)} inputs but {len(y)} targets")
+    if task == "classification":
+        if not jnp.issubdtype(y.dtype, jnp.integer) or y.ndim != 1:
+            raise ValueError(f"support y must be integer labels [K]; got {y.dtype} {tuple(y.shape)}")
+        if n_way and not isinstance(y, jax.core.Tracer) and (int(y.max()) >= n_way or int(y.min()) < 0):
+            raise ValueError(f"support labels must lie in 0..{n_way - 1} for {n_way}-way tasks; "
+                             f"got {int(y.min())}..{int(y.max())}")
+    elif y.ndim != 2 or y.shape[1] != 1:
+        raise ValueError(f"support y must be [K, 1] regression targets; got {tuple(y.shape)}")
+
+
+def model_apply(model) -> Callable:
+    """apply(params, x) for a stateless model (no batch norm, no dropout): the inner loop adapts
+    `params` alone. ConfigError otherwise."""
+    for attr, bad in (("batch_norm", True), ("dropout", 0.0)):
+        if hasattr(model, attr) and (getattr(model, attr) == bad if attr == "batch_norm"
+                                     else getattr(model, attr) > 0):
+            raise ConfigError(f"config key 'model.{attr}': meta-learning here adapts plain "
+                              f"parameters; set model.{attr}={'False' if attr == 'batch_norm' else 0.0}")
+    return lambda params, x: model.apply({"params": params}, x, train=False)
