@@ -30,10 +30,10 @@ def defaults(**overrides) -> dict:
 
     inner_lr / inner_steps: the inner loop in training; test_inner_lr / test_steps: at evaluation
     (test_inner_lr 0 = inner_lr); inner_grad_clip: see the module docstring; first_order: MAML
-    without second derivatives (FOMAML).
+    without second derivatives (FOMAML); embedding_dim: ProtoNets' and zero-shot's embedding.
     """
     cfg = {"inner_lr": 0.01, "inner_steps": 1, "test_inner_lr": 0.0, "test_steps": 10,
-           "inner_grad_clip": 100.0, "first_order": False}
+           "inner_grad_clip": 100.0, "first_order": False, "embedding_dim": 64}
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown meta keys {unknown}"
     return {**cfg, **overrides}
@@ -83,11 +83,26 @@ def sgd_step(loss: Callable, params, data: dict, lr, clip: float, first_order: b
     return jax.tree.map(lambda p, a, g: p - a * scale * g, params, lrs, grads), clipped
 
 
-def adapt(loss: Callable, params, support: dict, lr, steps: int, clip: float,
-          first_order: bool = False):
-    """`steps` inner steps on the support set -> adapted params (differentiable w.r.t. params)."""
-    for _ in range(steps):  # unrolled: the training loops take one to a few steps
-        params, _ = sgd_step(loss, params, support, lr, clip, first_order)
+def adapt(loss: Callable, params, support: dict, lr, steps, clip: float,
+          first_order: bool = False, max_steps: int | None = None):
+    """`steps` inner steps on the support set -> adapted params (differentiable w.r.t. params).
+
+    steps: a Python int (a plain unrolled loop), or, with `max_steps`, a traced integer 0..max_steps:
+    the loop runs `max_steps` steps and keeps step i only while i < steps, so different step counts
+    (members of a hyperparameter sweep, say) share one program. A kept step is computed as in the
+    plain loop; a dropped one leaves the parameters, and their derivative, unchanged.
+    """
+    if not isinstance(steps, jax.core.Tracer):  # known while tracing: the plain loop
+        if max_steps is not None and steps > max_steps:
+            raise ValueError(f"steps ({steps}) is more than max_steps ({max_steps})")
+        for _ in range(steps):  # unrolled: the training loops take one to a few steps
+            params, _ = sgd_step(loss, params, support, lr, clip, first_order)
+        return params
+    if max_steps is None:
+        raise TypeError("a traced step count needs max_steps, the length of the loop that masks it")
+    for i in range(max_steps):
+        stepped, _ = sgd_step(loss, params, support, lr, clip, first_order)
+        params = jax.tree.map(lambda new, old: jnp.where(i < steps, new, old), stepped, params)
     return params
 
 
