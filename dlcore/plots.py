@@ -222,6 +222,8 @@ def fits_figure(fits: dict, tasks: dict, path: Path) -> Path:
                 ax.plot(xs, pred[c], lw=1, label=f"{s} step{'s' if s != 1 else ''}")
             sx, sy = tasks["support"]["x"][c, :, 0], tasks["support"]["y"][c, :, 0]
             ax.scatter(sx, sy, s=12, c="k", marker="^", zorder=3, label="support")
+            amp = float(np.abs(tasks["amplitude"][c]))
+            ax.set_ylim(-1.8 * amp - 0.5, 1.8 * amp + 0.5)  # a diverged fit must not hide the rest
             if c == 0:
                 ax.set_ylabel(label)
             if r == 0 and c == n_tasks - 1:
