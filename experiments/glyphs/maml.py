@@ -4,8 +4,8 @@ Command:  dlcore run glyphs/maml            (quick smoke run: --quick; 5-shot: -
 Runtime:  about N minutes on a 2-core CPU.
 Expected: well above the pixel nearest-neighbour baseline (about 0.54 1-shot, 0.80 5-shot).
 glyphs/protonet's data, test episodes and conv stages; the network ends in a 5-way head. Finn et
-al.'s Omniglot recipe, shortened: 5-way training episodes with 5 queries per class, 8 episodes per
-meta-batch, one inner step of 0.4 in training and three at test, Adam 1e-3.
+al.'s Omniglot recipe, shortened: 5-way training episodes with 5 queries per class, 4 episodes per
+meta-batch, one inner step of 0.4 in training and three at test, Adam 1e-3, 500 meta-updates.
 """
 from dlcore.config import load
 
@@ -14,6 +14,8 @@ def get_config(quick: bool = False) -> dict:
     config = load("glyphs/protonet", quick=quick)
     del config["experiment"]  # named by whoever loads this file
     config["algorithm"] = "maml"
-    config["data"].update(batch_size=8, n_way=5, q_query=5)
+    config["data"].update(batch_size=4, n_way=5, q_query=5)
     config["meta"].update(inner_lr=0.4, inner_steps=1, test_steps=3)
+    if not quick:  # second-order steps through the conv stages are slow on a CPU
+        config["loop"].update(steps=500, eval_every=500, checkpoint_every=250)
     return config
