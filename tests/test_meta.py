@@ -276,3 +276,16 @@ def test_fewshot_summary_and_resume(tmp_path):
     assert 0.0 <= s["metrics"]["test_accuracy"] <= 1.0 and s["metrics"]["test_accuracy_ci95"] > 0
     again = loop.run(copy.deepcopy(config), tmp_path, progress=False)  # resumes at the end
     assert again["metrics"]["test_accuracy"] == s["metrics"]["test_accuracy"]
+
+
+def test_unrolled_meta_batch_equals_vmapped():
+    """meta.task_batching only changes how the program runs, not what it computes."""
+    config, splits, spec, alg = build("sinusoid/maml", maml)
+    unrolled = maml.make({**config, "meta": {**config["meta"], "task_batching": "unroll"}}, spec)
+    state = alg.init(jax.random.key(0))
+    batch = data_lib.sampler(config["data"], spec)({}, 0, jax.random.key(1))
+    a, ma = jax.jit(alg.step)(state, batch, jax.random.key(2))
+    b, mb = jax.jit(unrolled.step)(state, batch, jax.random.key(2))
+    np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)

@@ -70,7 +70,11 @@ def make(config: dict, spec: dict) -> Algorithm:
                                  max_steps=m["inner_steps"])
             return loss(adapted, task["query"])
         keys = jax.random.split(key, len(batch["query"]["x"]))
-        l, score = jax.vmap(one)(batch, keys)
+        if m.get("task_batching", "vmap") == "vmap":
+            l, score = jax.vmap(one)(batch, keys)
+        else:  # one program, tasks in turn: see meta.defaults for when this is faster
+            outs = [one(jax.tree.map(lambda a: a[i], batch), keys[i]) for i in range(len(keys))]
+            l, score = (jnp.stack(v) for v in zip(*outs))
         return l.mean(), score.mean()
 
     def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
