@@ -13,7 +13,8 @@
 
 Several seeds run as one program (`jax.vmap` over the seed axis of the state) or one after another
 (`loop.seeds_in_one_program`); which is faster depends on the model and backend: see
-benchmarks/seeds.py. The loop knows nothing of any one algorithm.
+benchmarks/seeds.py. `members=` runs any list of members in one program, each with its own seed and
+fresh state (dlcore.sweep: grid points x seeds). The loop knows nothing of any one algorithm.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import platform
 import time
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -108,14 +110,19 @@ def _jsonable(x):
 
 # --- the loop ----------------------------------------------------------------------------------------
 
-def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True) -> dict:
-    """Train `config` in `workdir` (resuming what is there) and return the summary it writes."""
+def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True,
+        members: tuple[list[int], Callable] | None = None) -> dict:
+    """Train `config` in `workdir` (resuming what is there) and return the summary it writes.
+
+    members: (each member's seed, prepare(states) -> states): those members vmapped in one program
+    (seed values may repeat), `prepare` applied to their fresh states before training or restoring
+    (dlcore.sweep sets each member's `hyper`); summary['per_seed'] is then per member."""
     t_start = time.perf_counter()
     workdir = Path(workdir)
     check(isinstance(seeds, int) and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
     cfg = config["loop"]
     validate(cfg)
-    if seeds > 1 and not cfg["seeds_in_one_program"]:
+    if seeds > 1 and not cfg["seeds_in_one_program"] and members is None:
         return _run_sequential_seeds(config, workdir, seeds, progress, t_start)
 
     # 1. build everything on the host; every config error surfaces here, before any compile.
@@ -130,8 +137,9 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     _check_best_metric(cfg, algorithm, splits)
     prepare_workdir(workdir, config)
 
-    seed_list = [config["seed"] + i for i in range(seeds)]
-    vmapped = seeds > 1
+    seed_list = list(members[0]) if members else [config["seed"] + i for i in range(seeds)]
+    seeds = len(seed_list)
+    vmapped = seeds > 1 or members is not None
     roots = [jax.random.key(s) for s in seed_list]
     keys = jax.tree.map(lambda *k: jnp.stack(k), *[split_keys(r) for r in roots]) if vmapped \
         else split_keys(roots[0])
@@ -140,6 +148,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     # 2. fresh state, or the newest good checkpoint.
     device_data = parallel.put_replicated(splits, mesh)  # one copy from host to the devices
     states = jax.jit(over_seeds(algorithm.init))(keys["init"])
+    if members:  # before the checkpoint target is built: a restored state replaces this one
+        states = members[1](states)
     states = parallel.put_replicated(states, mesh)
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])

@@ -102,7 +102,7 @@ def test_sweep_members_equal_their_runs_alone(tmp_path):
     assert [p["hyper"] for p in summary["points"]] == sweep.grid_points(grid)
     rows = [json.loads(line) for line in (tmp_path / "sweep" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20]
-    assert len(rows[-1]["per_member"]["train/loss"]) == 8
+    assert len(rows[-1]["per_seed"]["train/loss"]) == 8  # the loop's rows: per member
     for p, s in [(0, 0), (3, 1)]:  # (inner_lr, inner_steps) (0.01, 1) seed 0, (0.03, 2) seed 1
         point = summary["points"][p]
         cfg = tiny_config(f"meta.inner_lr={point['hyper']['inner_lr']}",
@@ -134,11 +134,11 @@ def test_sinusoid_sweep_study_quick(tmp_path):
     assert len(data["points"][0]["per_seed"]["mse_after_steps"]) == 2
 
 
-def test_sweep_refuses_a_run_directory_but_replaces_a_sweep(tmp_path, monkeypatch):
+def test_sweep_refuses_another_run_or_sweep_directory(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text(json.dumps({"algorithm": "maml", "seed": 7}))
     with pytest.raises(ConfigError, match="different config"):
         sweep.run_sweep(tiny_config(), {"inner_lr": [0.01]}, 1, tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"algorithm": "maml", "sweep": {}}))
+    (tmp_path / "config.json").unlink()
 
     def stop(_):  # the first thing after the run directory is ready
         raise RuntimeError("stop")
@@ -146,3 +146,23 @@ def test_sweep_refuses_a_run_directory_but_replaces_a_sweep(tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="stop"):
         sweep.run_sweep(tiny_config(), {"inner_lr": [0.01]}, 1, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["sweep"]["grid"] == {"inner_lr": [0.01]}
+    with pytest.raises(ConfigError, match="different config.*sweep"):  # another grid
+        sweep.run_sweep(tiny_config(), {"inner_lr": [0.01, 0.03]}, 1, tmp_path)
+
+
+@pytest.mark.timeout(300)
+def test_sweep_resumes_in_its_directory(tmp_path):
+    """A second run_sweep in the same directory resumes from the final checkpoint: no step is
+    trained again, and the summary is the same."""
+    grid = {"inner_lr": [0.01, 0.03]}
+    first = sweep.run_sweep(tiny_config(), grid, 2, tmp_path, progress=False)
+    assert (tmp_path / "checkpoints" / "20").exists()
+    rows = (tmp_path / "metrics.jsonl").read_text()
+    again = sweep.run_sweep(tiny_config(), grid, 2, tmp_path, progress=False)
+    assert (tmp_path / "metrics.jsonl").read_text() == rows
+    assert again["steps_per_second"] is None  # nothing was left to train
+    for a, b in zip(first["points"], again["points"]):
+        assert a["hyper"] == b["hyper"]
+        for name in a["per_seed"]:
+            np.testing.assert_allclose(b["per_seed"][name], a["per_seed"][name], rtol=1e-6)
+    assert json.loads((tmp_path / "summary.json").read_text())["points"][1]["hyper"] == {"inner_lr": 0.03}

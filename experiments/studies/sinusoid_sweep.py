@@ -9,7 +9,8 @@ Runtime:  on a 2-core CPU, --quick about 1 minute (12 x 3 members of 200 steps; 
 Writes:   <out>/sinusoid_sweep.md: the test MSE after 1 and 10 test-time steps per grid point (mean
           ± std over seeds; test-time steps use the member's own inner learning rate) and the wall
           time of the one program; <out>/sinusoid_sweep.json the numbers; <out>/sweep the sweep's
-          run directory (dlcore.sweep).
+          run directory (dlcore.sweep: checkpointed; run again with the same settings, the study
+          resumes there, and the wall time is then only what was left).
 
 inner_lr in {0.003, 0.01, 0.03, 0.1} x inner_steps in {1, 2, 3} (dlcore.sweep.run_sweep). With
 --sequential, each member also trains alone, one after another (the same code, one member per
