@@ -1,7 +1,8 @@
-"""The `dlcore` command: list | run | report.
+"""The `dlcore` command: list | run | sweep | report.
 
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
+    dlcore sweep NAME_OR_PATH --grid inner_lr=0.003,0.01 [--grid inner_steps=1,2] [--seeds N] ...
     dlcore report DIR
 
 Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data or
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w = sub.add_parser("sweep", help="every grid point x seed of an experiment in one program "
+                       "(hyperparameters the algorithm carries in its state, e.g. MAML's inner_lr)")
+    w.add_argument("experiment")
+    w.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="a hyperparameter and its values, e.g. --grid inner_lr=0.003,0.01,0.03")
+    for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress"):
+        w._add_action(next(a for a in r._actions if flag in a.option_strings))
     p = sub.add_parser("report", help="draw a run's figures: learning curves, and filters, "
                        "activations and gradients through time from its newest checkpoint")
     p.add_argument("workdir")
@@ -49,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(Path(args.workdir))
+        if args.command == "sweep":
+            return _sweep(args)
         return _run(args)
     except ConfigError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
@@ -61,19 +71,48 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def _run(args) -> int:
+def _prepare(args, kind: str = "") -> tuple[dict, Path]:
+    """The config with its overrides, and the run directory (moved aside first with --fresh)."""
     from dlcore import config as config_lib
     config = config_lib.load(args.experiment, quick=args.quick)
     config = config_lib.apply_overrides(config, args.overrides)
-    if args.cpu_devices:
+    if getattr(args, "cpu_devices", 0):
         import jax
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-    name = config["experiment"]
+    name = config["experiment"] + kind
     workdir = Path(args.workdir or Path("runs") / (name + ("-quick" if args.quick else "")))
     if args.fresh and workdir.exists():
         aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(workdir), str(aside))
         print(f"moved the previous run to {aside}", file=sys.stderr)
+    return config, workdir
+
+
+def _sweep(args) -> int:
+    import ast
+    from dlcore import sweep
+    from dlcore.config import ConfigError
+    grid = {}
+    for item in args.grid:
+        name, sep, values = item.partition("=")
+        try:  # literals only (numbers), as --set parses them: never code
+            grid[name.strip()] = [ast.literal_eval(v.strip()) for v in values.split(",")] if sep else None
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"--grid {item}: values must be numbers separated by commas") from None
+    config, workdir = _prepare(args, "-sweep")
+    summary = sweep.run_sweep(config, grid, args.seeds, workdir, progress=not args.no_progress)
+    for point in summary["points"]:
+        m = point["metrics"]
+        shown = next((k for k in ("test_accuracy", "test_mse", "test_loss") if k in m), None)
+        if shown:
+            print(f"{point['hyper']}: {shown} = {m[shown]:.4f}")
+    print(f"{summary['members']} members in one program, {summary['seconds']:.1f} s; "
+          f"run directory {workdir}")
+    return 0
+
+
+def _run(args) -> int:
+    config, workdir = _prepare(args)
     from dlcore import loop
     summary = loop.run(config, workdir, seeds=args.seeds, progress=not args.no_progress)
     _print_result(summary, workdir)

@@ -166,3 +166,16 @@ def test_sweep_resumes_in_its_directory(tmp_path):
         for name in a["per_seed"]:
             np.testing.assert_allclose(b["per_seed"][name], a["per_seed"][name], rtol=1e-6)
     assert json.loads((tmp_path / "summary.json").read_text())["points"][1]["hyper"] == {"inner_lr": 0.03}
+
+
+def test_cli_sweep(tmp_path, capsys):
+    from dlcore import cli
+    assert cli.main(["sweep", "sinusoid/maml", "--quick", "--grid", "lr=1",
+                     "--workdir", str(tmp_path / "bad")]) == 2
+    assert "sweep key 'lr'" in capsys.readouterr().err
+    assert cli.main(["sweep", "sinusoid/maml", "--quick", "--grid", "inner_lr=0.003,0.03",
+                     "--seeds", "2", "--set", "loop.steps=20", "--set", "loop.log_every=10",
+                     "--set", "loop.eval_every=20", "--set", "loop.checkpoint_every=20",
+                     "--workdir", str(tmp_path / "ok"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "{'inner_lr': 0.003}: test_mse" in out and "4 members in one program" in out
