@@ -174,7 +174,8 @@ def test_cli_sweep(tmp_path, capsys):
                      "--workdir", str(tmp_path / "bad")]) == 2
     assert "sweep key 'lr'" in capsys.readouterr().err
     assert cli.main(["sweep", "sinusoid/maml", "--quick", "--grid", "inner_lr=0.003,0.03",
-                     "--seeds", "2", "--set", "loop.steps=20", "--set", "loop.log_every=10",
+                     "--seeds", "2", "--set", "loop.steps=20", "--set", "loop.steps_per_call=10",
+                     "--set", "loop.log_every=10",
                      "--set", "loop.eval_every=20", "--set", "loop.checkpoint_every=20",
                      "--workdir", str(tmp_path / "ok"), "--no-progress"]) == 0
     out = capsys.readouterr().out
