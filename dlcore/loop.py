@@ -262,7 +262,10 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
 
     # the end: every split evaluated, summary and plots.
     states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
-    final = _evaluate(evaluate, states, device_data, keys["eval"], splits, with_train=True)
+    # the training split too (the generalisation gap), except for tasks: there the training
+    # classes' episodes cost a second full evaluation and say little
+    final = _evaluate(evaluate, states, device_data, keys["eval"], splits,
+                      with_train=spec.get("kind", "examples") == "examples")
     summary = _summary(config, summary_metrics(final, algorithm.aliases), seed_list, t_start, total,
                        (t_end - t_loop, t - steps_timed) if t_loop else None, vmapped)
     if stopper:

@@ -31,8 +31,8 @@ def defaults(**overrides) -> dict:
     inner_lr / inner_steps: the inner loop in training; test_inner_lr / test_steps: at evaluation
     (test_inner_lr 0 = inner_lr); inner_grad_clip: see the module docstring; first_order: MAML
     without second derivatives (FOMAML); embedding_dim: ProtoNets' and zero-shot's embedding;
-    task_batching: how MAML's meta-batch runs, 'vmap' (one batched program) or 'unroll' (the tasks
-    one after another inside the same program). Under vmap a conv layer with per-task adapted
+    task_batching: how MAML's meta-batch and an evaluation chunk run, 'vmap' (one batched program)
+    or 'unroll' (the tasks one after another inside the same program). Under vmap a conv layer with per-task adapted
     weights becomes a grouped convolution, which XLA's CPU backend runs slowly: measured with
     benchmarks/meta_tasks.py, glyphs/maml did 3.9 tasks/s vmapped and 21 unrolled.
     """
@@ -57,7 +57,7 @@ def validate(cfg: dict, min_inner_steps: int = 1) -> dict:
     one_of(cfg.get("task_batching", "vmap"), "meta.task_batching", ("vmap", "unroll"))
     check(isinstance(cfg["inner_grad_clip"], (int, float)) and cfg["inner_grad_clip"] >= 0,
           "meta.inner_grad_clip", f"must be >= 0 (0 = off); got {cfg['inner_grad_clip']!r}")
-    return {**cfg, "test_inner_lr": cfg["test_inner_lr"] or cfg["inner_lr"]}
+    return {"task_batching": "vmap", **cfg, "test_inner_lr": cfg["test_inner_lr"] or cfg["inner_lr"]}
 
 
 def task_loss(apply: Callable, task: str) -> Callable:
@@ -128,17 +128,26 @@ def adaptation_curve(loss: Callable, params, task: dict, lr, steps: int, clip: f
     return {"loss": curve[0], "score": curve[1], "clipped": clipped}
 
 
-def evaluate_tasks(per_task: Callable, split: dict, eval_tasks: tuple, task: str) -> dict:
+def evaluate_tasks(per_task: Callable, split: dict, eval_tasks: tuple, task: str,
+                   unroll: bool = False) -> dict:
     """Score every evaluation task: per_task(task) -> {'loss': [S+1], 'score': [S+1], 'clipped'}
     with S test-time steps (S = 0 for methods that do not adapt by gradient steps).
 
     Regression: 'mse' (after S steps), 'mse_ci95', and per step 'mse_after_steps',
     'median_mse_after_steps', 'mse_ci95_after_steps'. Classification: 'accuracy', 'accuracy_ci95'
     (1.96 standard errors over tasks), 'accuracy_after_steps'. Both: 'loss', 'clipped_fraction'.
+    unroll: a chunk's tasks one after another instead of vmapped (meta.task_batching 'unroll').
     """
     n, chunk, tasks = eval_tasks
     n_chunks = -(-n // chunk)
-    out = jax.lax.map(lambda i: jax.vmap(per_task)(tasks(split, i)), jnp.arange(n_chunks))
+
+    def one_chunk(i):
+        batch = tasks(split, i)
+        if not unroll:
+            return jax.vmap(per_task)(batch)
+        outs = [per_task(jax.tree.map(lambda a: a[j], batch)) for j in range(chunk)]
+        return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+    out = jax.lax.map(one_chunk, jnp.arange(n_chunks))
     out = jax.tree.map(lambda a: a.reshape(n_chunks * chunk, *a.shape[2:])[:n], out)
     score = out["score"]  # [n, S + 1]
     half = 1.96 * jnp.std(score, axis=0, ddof=1) / math.sqrt(n) if n > 1 else jnp.zeros_like(score[0])

@@ -130,13 +130,15 @@ def test_maml_meta_gradient_matches_closed_form():
     np.testing.assert_allclose(jax.grad(outer)(params, True)["w"], gq, rtol=1e-4)
 
 
-def test_evaluate_tasks_statistics():
-    """Mean, 95 % interval and median over tasks against numpy, tasks not a multiple of the chunk."""
+@pytest.mark.parametrize("unroll", [False, True])
+def test_evaluate_tasks_statistics(unroll):
+    """Mean, 95 % interval and median over tasks against numpy, tasks not a multiple of the chunk;
+    vmapped or unrolled chunks alike."""
     values = np.random.default_rng(0).gamma(2.0, size=(7, 3)).astype(np.float32)
     split = {"v": jnp.asarray(np.concatenate([values, np.zeros((1, 3), np.float32)]))}
     tasks = (7, 4, lambda s, i: jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, i * 4, 4), s))
     out = meta.evaluate_tasks(lambda t: {"loss": t["v"], "score": t["v"], "clipped": t["v"][0] > 3},
-                              split, tasks, "regression")
+                              split, tasks, "regression", unroll=unroll)
     np.testing.assert_allclose(out["mse_after_steps"], values.mean(0), rtol=1e-5)
     np.testing.assert_allclose(out["median_mse_after_steps"], np.median(values, 0), rtol=1e-5)
     np.testing.assert_allclose(out["mse_ci95_after_steps"],

@@ -91,6 +91,7 @@ def make(config: dict, spec: dict) -> Algorithm:
         def per_task(task):
             return meta.adaptation_curve(loss, state.params, task, test_lr,
                                          m["test_steps"], m["inner_grad_clip"])
-        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"])
+        return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"],
+                                   unroll=m["task_batching"] == "unroll")
 
     return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])

@@ -16,4 +16,5 @@ def get_config(quick: bool = False) -> dict:
     config["data"].update(batch_size=8, q_query=5)
     # tasks in turn, not vmapped: 5x faster for convs on a CPU (benchmarks/meta_tasks.py)
     config["meta"].update(inner_lr=0.4, inner_steps=1, test_steps=3, task_batching="unroll")
+    config["data"]["eval_chunk"] = 10  # unrolled: ten tasks per compiled chunk
     return config

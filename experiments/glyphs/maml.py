@@ -17,6 +17,7 @@ def get_config(quick: bool = False) -> dict:
     config["data"].update(batch_size=4, n_way=5, q_query=5)
     # tasks in turn, not vmapped: 5x faster for convs on a CPU (benchmarks/meta_tasks.py)
     config["meta"].update(inner_lr=0.4, inner_steps=1, test_steps=3, task_batching="unroll")
+    config["data"]["eval_chunk"] = 10  # unrolled: ten tasks per compiled chunk
     if not quick:  # second-order steps through the conv stages are slow on a CPU
         config["loop"].update(steps=500, eval_every=500, checkpoint_every=250)
     return config
