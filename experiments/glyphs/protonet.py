@@ -29,7 +29,7 @@ def get_config(quick: bool = False) -> dict:
                   "pool": "max", "head": "flatten", "dense": (), "input_shape": (28, 28, 1)},
         "meta": meta.defaults(embedding_dim=64, test_steps=0),
         "optim": optim.defaults(name="adam", learning_rate=1e-3),
-        "loop": loop_defaults(steps=1000, log_every=100, eval_every=500, checkpoint_every=500,
+        "loop": loop_defaults(steps=1000, log_every=100, eval_every=1000, checkpoint_every=500,
                               best_metric="", steps_per_call=1),
         "published": {},
     }
