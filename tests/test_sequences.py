@@ -79,7 +79,8 @@ def test_load_gives_regression_spec_and_splits():
     cfg = {"name": "adding", "batch_size": 10, "seq_len": 16, "train_size": 100, "test_size": 20,
            "data_seed": 2, "validation_fraction": 0.2}
     splits, spec = dlcore.data.load(cfg)
-    assert spec == {"input_shape": (16, 2), "task": "regression", "num_outputs": 1}
+    assert spec == {"input_shape": (16, 2), "task": "regression", "num_outputs": 1,
+                    "kind": "examples"}
     sizes = {k: len(v["x"]) for k, v in splits.items()}
     assert sizes == {"train": 80, "validation": 20, "test": 20}
     raw = sequences.adding(cfg)
