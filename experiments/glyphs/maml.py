@@ -1,8 +1,9 @@
 """Few-shot glyph classification with second-order MAML (Finn et al. 2017), 5-way 1-shot.
 
 Command:  dlcore run glyphs/maml            (quick smoke run: --quick; 5-shot: --set data.k_shot=5)
-Runtime:  about N minutes on a 2-core CPU.
-Expected: well above the pixel nearest-neighbour baseline (about 0.54 1-shot, 0.80 5-shot).
+Runtime:  about 3 minutes on a 2-core CPU (500 second-order meta-updates, about 6 a second).
+Expected: about 0.70 at 1-shot after the protocol's three test steps (0.76 after one), above
+nearest neighbour on pixels (0.545); not yet trained to convergence in 500 meta-updates.
 glyphs/protonet's data, test episodes and conv stages; the network ends in a 5-way head. Finn et
 al.'s Omniglot recipe, shortened: 5-way training episodes with 5 queries per class, 4 episodes per
 meta-batch, one inner step of 0.4 in training and three at test, Adam 1e-3, 500 meta-updates.

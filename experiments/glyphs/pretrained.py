@@ -3,8 +3,9 @@ its head replaced by a zero-initialised 5-way head and the whole network fine-tu
 episode's support set (Chen et al. 2019's "baseline"; Finn et al.'s "pretrained").
 
 Command:  dlcore run glyphs/pretrained      (quick smoke run: --quick; 5-shot: --set data.k_shot=5)
-Runtime:  about N minutes on a 2-core CPU.
-Expected: above nearest neighbour on pixels; below the meta-learners at 1-shot.
+Runtime:  about 8 minutes on a 2-core CPU (the evaluation fine-tunes 600 times: most of it).
+Expected: about 0.57 at 1-shot, a little above nearest neighbour on pixels (0.545), far below
+ProtoNets.
 glyphs/protonet's data, test episodes and conv stages. Pretraining batches are 60 classes with 2
 examples each (global labels); fine-tuning takes 20 steps of 0.1 on the support set.
 """

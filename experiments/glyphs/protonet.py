@@ -2,8 +2,9 @@
 
 Command:  dlcore run glyphs/protonet        (quick smoke run: --quick;
           5-shot: --set data.k_shot=5)
-Runtime:  about N minutes on a 2-core CPU.
-Expected: well above the pixel nearest-neighbour baseline (about 0.54 1-shot, 0.80 5-shot).
+Runtime:  about 3 minutes on a 2-core CPU (1000 steps of 120 images, one evaluation).
+Expected: test accuracy about 0.99 (1-shot; 5-shot 0.997), against 0.545 / 0.807 for nearest
+neighbour on pixels over the same episodes.
 Data: dlcore.data.glyphs, 400 procedurally generated glyph classes of 20 distorted 28x28 renderings
 (an Omniglot stand-in generated offline); classes 0-299 meta-train, 300-399 meta-test, disjoint.
 Training episodes are 20-way (Snell et al. train with more classes than they test), K-shot,

@@ -3,7 +3,7 @@ against nearest neighbour on raw pixels, 5-way 1-shot and 5-shot, on digits and 
 
 Command:  python experiments/studies/fewshot.py [--quick] [--seeds N] [--data digits,glyphs]
           [--out runs/studies/fewshot]
-Runtime:  about N minutes on a 2-core CPU (12 runs; a finished run in <out>/<data>/<method>/<K>shot
+Runtime:  about 45 minutes on a 2-core CPU (12 runs; a finished run in <out>/<data>/<method>/<K>shot
           is reused).
 Writes:   <out>/fewshot.md: test accuracy with its 95 % interval over 600 test episodes (classes
           never seen in training; the same episodes for every method), and fewshot.json.
