@@ -195,8 +195,8 @@ def test_protonet_prototypes_and_label_check():
     x = jnp.asarray(splits["train"]["x"][:5, :2].reshape(10, 8, 8, 1))
     y = jnp.repeat(jnp.arange(5), 2)
     protos = alg.adapt(state.params, {"x": x, "y": y}, None)
-    z = state.params and jax.jit(lambda p, x: protonet.meta.model_apply(
-        protonet.models.build(config["model"], 64))(p, x))(state.params, x)
+    embed = meta.model_apply(protonet.models.build(config["model"], 64))
+    z = jax.jit(embed)(state.params, x)
     np.testing.assert_allclose(protos, np.asarray(z).reshape(5, 2, -1).mean(1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="labels must lie in 0..4"):
         alg.adapt(state.params, {"x": x, "y": y + 1}, None)
