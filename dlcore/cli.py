@@ -124,6 +124,7 @@ def _run(args) -> int:
 def _print_result(summary: dict, workdir: Path) -> None:
     m, s = summary["metrics"], summary["metrics_std"]
     shown = [k for k in ("test_accuracy", "test_mse", "test_loss") if k in m][:1] or list(m)[:1]
+    shown = [k for k in ("final_return", "greedy_return") if k in m] or shown
     for k in shown:
         spread = f" ± {s[k]:.4f} (std over {summary['seeds']} seeds)" if summary["seeds"] > 1 else ""
         pub = summary.get("published") or {}

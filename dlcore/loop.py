@@ -129,7 +129,11 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     splits, spec = data_lib.load(config["data"])
     algorithm = algorithms.get(config["algorithm"]).make(config, spec)
     mesh = parallel.data_mesh(cfg["devices"])
-    parallel.check_divisible(config["data"]["batch_size"], mesh)
+    if spec["kind"] == "env":  # the environments live inside the step, on one device
+        check(cfg["devices"] == 1, "loop.devices", "RL runs on one device (train several seeds "
+              f"in one program with --seeds instead); got {cfg['devices']}")
+    else:
+        parallel.check_divisible(config["data"]["batch_size"], mesh)
     sample = data_lib.sampler(config["data"], spec)
     nbytes = sum(a.nbytes for a in jax.tree.leaves(splits))
     check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
@@ -268,6 +272,9 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
                       with_train=spec.get("kind", "examples") == "examples")
     summary = _summary(config, summary_metrics(final, algorithm.aliases), seed_list, t_start, total,
                        (t_end - t_loop, t - steps_timed) if t_loop else None, vmapped)
+    for alias in algorithm.aliases or {}:  # an alias's spread over seeds sits beside it
+        if alias in summary["metrics_std"]:
+            summary["metrics"][f"{alias}_std"] = summary["metrics_std"][alias]
     if stopper:
         summary["early_stopping"] = {"stopped_at_step": t,
                                      "best_step": np.atleast_1d(stopper["best_step"]).tolist()}

@@ -23,6 +23,8 @@ class Algorithm(NamedTuple):
     adapt: Callable | None = None
     # summary.json name -> evaluation metric ('split/name') it repeats without the split prefix
     aliases: dict | None = None
+    # RL: act(state) -> the greedy policy, obs [B, ...] -> actions [B, ...] (episode pictures)
+    act: Callable | None = None
 
 
 def get(name: str):

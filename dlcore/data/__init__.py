@@ -6,6 +6,9 @@
 * 'tasks': tasks drawn from a key (sinusoid regression); the test split is a fixed batch of tasks.
 * 'classes': class-major arrays {'x': [C, M, ...], optional 'attributes': [C, A]} per split, the
   classes disjoint between splits; a batch is N-way K-shot episodes (dlcore.data.episodes).
+* 'env': a JAX environment (dlcore.envs; `data.name` is its id, e.g. 'CartPole-v1'). An RL step
+  collects its own experience, so the batch is None; the test split holds the ids of the fixed
+  greedy-evaluation episodes ({'episode': [data.eval_episodes]}), the same for every seed.
 
 spec = {'kind', 'input_shape', 'task' ('classification' | 'regression'), 'num_outputs'}.
 `sampler(cfg, spec)` gives the jittable sample(split, step, key) -> batch the host loop calls, and
@@ -35,7 +38,10 @@ TASK_SOURCES = ("sinusoid", "glyphs", "digits_classes")  # see _load_tasks
 
 def load(cfg: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Load, check and split the data named by `cfg['name']`."""
-    one_of(cfg["name"], "data.name", (*SOURCES, *TASK_SOURCES))
+    from dlcore import envs
+    if cfg["name"] in envs.NAMES or str(cfg["name"]).startswith("gymnax:"):
+        return _load_env(cfg)
+    one_of(cfg["name"], "data.name", (*SOURCES, *TASK_SOURCES, *envs.NAMES))
     check(isinstance(cfg["batch_size"], int) and cfg["batch_size"] > 0, "data.batch_size",
           f"must be a positive integer; got {cfg['batch_size']}")
     if cfg["name"] in TASK_SOURCES:
@@ -55,6 +61,26 @@ def load(cfg: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     check(cfg["batch_size"] <= n, "data.batch_size",
           f"{cfg['batch_size']} is larger than the {n} training examples")
     return splits, {**spec, "kind": "examples"}
+
+
+def _load_env(cfg: dict) -> tuple[dict, dict]:
+    from dlcore import envs
+    env, params = envs.make(cfg["name"])  # ConfigError for an unknown id, before anything compiles
+    for key in ("num_envs", "eval_episodes"):
+        check(isinstance(cfg.get(key), int) and cfg[key] > 0, f"data.{key}",
+              f"must be a positive integer; got {cfg.get(key)}")
+    obs_space, action_space = env.observation_space(params), env.action_space(params)
+    discrete = hasattr(action_space, "n")
+    spec = {"kind": "env", "env": cfg["name"], "task": "control",
+            "input_shape": tuple(obs_space.shape), "discrete": discrete,
+            "num_outputs": int(action_space.n) if discrete else int(np.prod(action_space.shape)),
+            "action_shape": () if discrete else tuple(action_space.shape),
+            "action_low": None if discrete else np.asarray(action_space.low, np.float32),
+            "action_high": None if discrete else np.asarray(action_space.high, np.float32),
+            "max_steps": int(params.max_steps_in_episode), "num_envs": cfg["num_envs"],
+            "eval_seed": int(cfg.get("eval_seed", 1000))}
+    splits = {"train": {}, "test": {"episode": np.arange(cfg["eval_episodes"], dtype=np.int32)}}
+    return splits, spec
 
 
 def _load_tasks(cfg: dict) -> tuple[dict, dict]:
@@ -80,6 +106,8 @@ def _load_tasks(cfg: dict) -> tuple[dict, dict]:
 def sampler(cfg: dict, spec: dict):
     """The jittable sample(split, step, key) -> training batch at `step` (a function of the step
     and key alone, so a resumed run sees the batches the uninterrupted one saw)."""
+    if spec["kind"] == "env":
+        return lambda split, step, key: None  # the RL step collects its own experience
     if spec["kind"] == "examples":
         return lambda split, step, key: batch_at(split, step, cfg["batch_size"], cfg["shuffle"], key)
     if spec["kind"] == "tasks":
