@@ -339,6 +339,28 @@ def evaluate_metrics(env, env_params, act: Callable, runner: Runner, split: dict
             "greedy_return": greedy.mean(), "greedy_return_min": greedy.min()}
 
 
+def actor_critic_greedy(apply: Callable, spec: dict, cfg: dict) -> Callable:
+    """act(state) -> the greedy policy obs [B, ...] -> actions [B, ...] of an actor-critic state
+    (fields `params`, `runner`): the most probable action, or the Gaussian's mean."""
+    def act(state):
+        def policy(obs):
+            pi, _ = apply(state.params, normalize(state.runner.obs_stats, obs,
+                                                  cfg["normalize_observations"]))
+            return clip_action(greedy_action(pi, spec["discrete"]), spec)
+        return policy
+    return act
+
+
+def evaluator(act: Callable, spec: dict) -> Callable:
+    """evaluate(state, split, key) -> evaluate_metrics for a state with a `runner`; act as above.
+    The key is unused: the evaluation episodes are fixed by data.eval_seed."""
+    env, env_params = environment(spec)
+
+    def evaluate(state, split: dict, key: jax.Array) -> dict:
+        return evaluate_metrics(env, env_params, act(state), state.runner, split, spec)
+    return evaluate
+
+
 ALIASES = {"final_return": "test/final_return", "greedy_return": "test/greedy_return"}
 
 

@@ -127,15 +127,5 @@ def make(config: dict, spec: dict) -> Algorithm:
         state = State(state.step + 1, params, opt_state, runner)
         return state, {**metrics, **rl.episode_metrics(runner)}
 
-    def greedy(state: State):
-        def act(obs):
-            pi, _ = apply(state.params, rl.normalize(state.runner.obs_stats, obs,
-                                                     cfg["normalize_observations"]))
-            return rl.clip_action(rl.greedy_action(pi, discrete), spec)
-        return act
-
-    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
-        del key  # the evaluation episodes are fixed by data.eval_seed
-        return rl.evaluate_metrics(env, env_params, greedy(state), state.runner, split, spec)
-
-    return Algorithm(init, step, evaluate, aliases=rl.ALIASES, act=greedy)
+    greedy = rl.actor_critic_greedy(apply, spec, cfg)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
