@@ -71,6 +71,8 @@ def model_pictures(workdir: str | Path, num_inputs: int = 4) -> list[Path]:
     run = analysis.load_run(workdir)
     out_dir = workdir / "plots"
     out_dir.mkdir(exist_ok=True)
+    if run.spec.get("kind") == "env":
+        return rl_pictures(run, workdir)
     if run.spec.get("kind", "examples") != "examples":
         return meta_pictures(run, workdir)
     test = run.splits["test"]
@@ -171,6 +173,38 @@ def grad_through_time(curves: dict[str, np.ndarray], path: Path, title: str) -> 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --- reinforcement learning --------------------------------------------------------------------------
+
+def rl_pictures(run, workdir: Path) -> list[Path]:
+    """episode.png (frames of one greedy episode of the trained policy, from the evaluation's
+    first reset) and trajectory.png (that episode's observations and return against time)."""
+    from dlcore import rl
+    from dlcore.envs import render
+    env, env_params = rl.environment(run.spec)
+    key = jax.random.fold_in(jax.random.key(run.spec["eval_seed"]), 0)
+    ep = rl.greedy_episode(env, env_params, run.algorithm.act(run.final), key,
+                           run.spec["max_steps"])
+    out = workdir / "plots"
+    title = f"{workdir.name}: greedy episode after {run.step} steps, return {ep['reward'].sum():.1f}"
+    paths = [render.filmstrip(out / "episode.png", run.spec["env"], ep["obs"],
+                              np.concatenate([[0.0], ep["reward"]]))]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(6, 4.5), dpi=120, sharex=True)
+    for i in range(ep["obs"].shape[1]):
+        a.plot(ep["obs"][:, i], label=f"obs[{i}]", linewidth=1)
+    a.legend(fontsize=7, ncol=3)
+    a.set_ylabel("observation")
+    a.set_title(title, fontsize=9)
+    b.plot(np.arange(1, ep["length"] + 1), np.cumsum(ep["reward"]))
+    b.set_xlabel("environment step")
+    b.set_ylabel("return so far")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "trajectory.png")
+    plt.close(fig)
+    return paths + [out / "trajectory.png"]
 
 
 # --- meta-learning ----------------------------------------------------------------------------------

@@ -208,14 +208,21 @@ def collect(apply: Callable, params, runner: Runner, key: jax.Array, spec: dict,
         return clip_action(action, spec), {"action": action, "logp": log_prob(pi, action, spec["discrete"]),
                                            "value": value}
     runner, traj = rollout(env, env_params, act, runner, key, cfg["num_steps"])
+    return with_obs_stats(runner, traj, norm), targets(apply, params, stats, traj, cfg, lam)
+
+
+def targets(apply: Callable, params, stats: ObsStats, traj: dict, cfg: dict, lam: float) -> dict:
+    """An actor-critic's training batch from a trajectory {obs, action, logp, value, reward,
+    terminated, done, next_obs} ([T, E, ...], raw observations): {obs (normalised with `stats`,
+    those the rollout acted on), action, logp, value, advantage, target}, each [T, E, ...]."""
+    norm = cfg["normalize_observations"]
     t, e = traj["reward"].shape
-    flat = lambda x: x.reshape((t * e, *x.shape[2:]))
-    _, next_value = apply(params, normalize(stats, flat(traj["next_obs"]), norm))
+    flat = traj["next_obs"].reshape((t * e, *traj["next_obs"].shape[2:]))
+    _, next_value = apply(params, normalize(stats, flat, norm))
     adv, target = gae(traj["reward"], traj["value"], next_value.reshape(t, e), traj["terminated"],
                       traj["done"], cfg["gamma"], lam)
-    batch = {"obs": normalize(stats, traj["obs"], norm), "action": traj["action"],
-             "logp": traj["logp"], "value": traj["value"], "advantage": adv, "target": target}
-    return with_obs_stats(runner, traj, norm), batch
+    return {"obs": normalize(stats, traj["obs"], norm), "action": traj["action"],
+            "logp": traj["logp"], "value": traj["value"], "advantage": adv, "target": target}
 
 
 # --- targets --------------------------------------------------------------------------------------

@@ -221,3 +221,18 @@ def test_bad_rl_input_exits_2_before_compiling(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --- Gymnasium: the same PPO with a host loop ---------------------------------------------------------
+
+def test_gymnasium_host_loop_trains_ppo():
+    pytest.importorskip("gymnasium")
+    from dlcore import gym
+    cfg = tiny(**{"loop.steps": 3, "rl.num_steps": 64})
+    s = gym.train(cfg, "CartPole-v1", seed=0)
+    assert s["env_steps"] == 3 * 2 * 64 and len(s["returns"]) == 3
+    assert 8 <= s["final_return"] <= 500 and s["env_steps_per_second"] > 0
+    with pytest.raises(config_lib.ConfigError, match="unknown Gymnasium environment"):
+        gym.train(cfg, "CartPole-v9")
+    with pytest.raises(config_lib.ConfigError, match="trains ppo"):
+        gym.train(tiny("cartpole/a2c"), "CartPole-v1")

@@ -65,23 +65,24 @@ def network(config: dict, spec: dict) -> ActorCritic:
                        hidden=tuple(m["hidden"]), activation=m["activation"])
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+class Parts(NamedTuple):
+    """PPO without its environments, for host loops (dlcore.gym): the network, the optimizer and
+    update(params, opt_state, batch, key) -> (params, opt_state, metrics), batch from
+    dlcore.rl.targets ([T, E, ...])."""
+    net: ActorCritic
+    tx: optax.GradientTransformation
+    update: Any
+
+
+def parts(config: dict, spec: dict) -> Parts:
     cfg, p = rl.validate(config["rl"]), config["ppo"]
-    num_envs = spec["num_envs"]
-    size = num_envs * cfg["num_steps"]  # transitions per iteration
+    size = spec["num_envs"] * cfg["num_steps"]  # transitions per iteration
     validate(p, size)
     net = network(config, spec)
     apply = lambda params, obs: net.apply(params, obs)
     tx = optim.build(config["optim"],
                      config["loop"]["steps"] * p["update_epochs"] * p["num_minibatches"])
-    env, env_params = rl.environment(spec)
     discrete, eps = spec["discrete"], p["clip_coef"]
-
-    def init(key: jax.Array) -> State:
-        k_net, k_env = jax.random.split(key)
-        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
-        runner = rl.runner_init(env, env_params, num_envs, k_env)
-        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
 
     def loss_fn(params, mb):
         pi, value = apply(params, mb["obs"])
@@ -109,11 +110,8 @@ def make(config: dict, spec: dict) -> Algorithm:
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), metrics
 
-    def step(state: State, batch, key: jax.Array) -> tuple[State, dict]:
-        del batch  # the step collects its own experience
-        k_roll, k_perm = jax.random.split(key)
-        runner, data = rl.collect(apply, state.params, state.runner, k_roll, spec, cfg,
-                                  p["gae_lambda"])
+    def update(params, opt_state, data: dict, key: jax.Array):
+        """ppo.update_epochs passes over the batch in ppo.num_minibatches shuffled minibatches."""
         data = jax.tree.map(lambda x: x.reshape((size, *x.shape[2:])), data)
 
         def epoch(carry, k):
@@ -122,8 +120,29 @@ def make(config: dict, spec: dict) -> Algorithm:
                 lambda x: x[perm].reshape((p["num_minibatches"], -1, *x.shape[1:])), data)
             return jax.lax.scan(minibatch_step, carry, shuffled)
         (params, opt_state), metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_perm, p["update_epochs"]))
-        metrics = {k: v.mean() for k, v in metrics.items()}
+            epoch, (params, opt_state), jax.random.split(key, p["update_epochs"]))
+        return params, opt_state, {k: v.mean() for k, v in metrics.items()}
+    return Parts(net, tx, update)
+
+
+def make(config: dict, spec: dict) -> Algorithm:
+    cfg, p = rl.validate(config["rl"]), config["ppo"]
+    net, tx, update = parts(config, spec)
+    apply = lambda params, obs: net.apply(params, obs)
+    env, env_params = rl.environment(spec)
+
+    def init(key: jax.Array) -> State:
+        k_net, k_env = jax.random.split(key)
+        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
+        runner = rl.runner_init(env, env_params, spec["num_envs"], k_env)
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+
+    def step(state: State, batch, key: jax.Array) -> tuple[State, dict]:
+        del batch  # the step collects its own experience
+        k_roll, k_perm = jax.random.split(key)
+        runner, data = rl.collect(apply, state.params, state.runner, k_roll, spec, cfg,
+                                  p["gae_lambda"])
+        params, opt_state, metrics = update(state.params, state.opt_state, data, k_perm)
         state = State(state.step + 1, params, opt_state, runner)
         return state, {**metrics, **rl.episode_metrics(runner)}
 
