@@ -1,11 +1,11 @@
 """PPO on Acrobot-v1 (Schulman et al. 2017) with CleanRL's settings (its ppo.py defaults, as for CartPole), trained end to end inside jit.
 
 Command:  dlcore run acrobot/ppo --seeds 4     (quick smoke run: --quick)
-Runtime:  MEASURED_RUNTIME
+Runtime:  about 70 s for 4 seeds in one program on a 2-core CPU
 Expected: final return (mean of each seed's last 100 training episodes; -1 per step until the tip
 swings above the line, at most 500 steps) near -86; CleanRL's documentation reports -86.36 ± 1.32
 (ppo.py, 500k steps, 3 seeds). Measured here:
-MEASURED_RESULT.
+-85.03 ± 1.94 over 4 seeds; greedy policy -82.9 ± 2.2.
 Settings (CleanRL ppo.py): 4 environments x 128 steps per iteration, 976 iterations (499,712
 environment steps), 4 epochs of 4 minibatches, Adam 2.5e-4 annealed linearly to 0, gradient norm
 clipped to 0.5, γ 0.99, GAE λ 0.95, clip 0.2 (policy and value), entropy 0.01, value 0.5;

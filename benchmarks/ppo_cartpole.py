@@ -1,0 +1,129 @@
+"""dlcore's PPO against a minimal single-file end-to-end-jitted PPO (benchmarks/ppo_minimal.py) on
+CartPole-v1, CleanRL's settings for both, measured in one run.
+
+    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 3] [--timesteps 500000]
+
+For each seed count, both are compiled once as `jax.jit(jax.vmap(train))` and run `--repeats`
+times on fresh keys, alternating. Printed per path: compile seconds, environment steps per second
+(all seeds together, median over repeats), and the wall time until the mean over seeds of the
+return of the last 100 training episodes first reaches 475, counted from the start of the
+compile (the program's cost per iteration is fixed, so the time at iteration u is
+compile + run * u / iterations). dlcore tracks that return on the device (dlcore.rl.Episodes);
+for the baseline it is rebuilt from each iteration's finished episodes (sum and count), whole
+iterations at a time. Then the ratio baseline / dlcore (> 1: dlcore faster). Same
+hyperparameters; one difference in the algorithms: dlcore bootstraps truncated episodes from
+their final observation, the baseline (like CleanRL) treats a truncation as an end.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ppo_minimal  # noqa: E402
+
+from dlcore import config as config_lib, rl  # noqa: E402
+
+TARGET = 475.0
+
+
+def dlcore_train(timesteps: int):
+    config = config_lib.load("cartpole/ppo")
+    iters = timesteps // (config["data"]["num_envs"] * config["rl"]["num_steps"])
+    config = config_lib.apply_overrides(config, [f"loop.steps={iters}", "loop.log_every=1",
+                                                 "loop.steps_per_call=1", "loop.eval_every=1",
+                                                 "loop.checkpoint_every=1"])
+    train = rl.make_train(config)
+    return (lambda key: train(key)[1]["return"]), iters  # [iterations] last-100 mean return
+
+
+def minimal_train(timesteps: int):
+    cfg = dict(ppo_minimal.CONFIG, total_timesteps=timesteps)
+    train = ppo_minimal.make_train(cfg)
+    iters = timesteps // (cfg["num_envs"] * cfg["num_steps"])
+
+    def returns(key):
+        _, m = train(key)
+        return m["mean_return"], m["episodes"]
+    return returns, iters
+
+
+def last100(mean_return: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """[iters] mean return over (about) the last 100 episodes, from per-iteration means/counts."""
+    sums = np.nan_to_num(mean_return) * episodes
+    out = np.zeros(len(sums))
+    for u in range(len(sums)):
+        s = n = 0.0
+        for v in range(u, -1, -1):  # whole iterations back until 100 episodes are covered
+            s, n = s + sums[v], n + episodes[v]
+            if n >= 100:
+                break
+        out[u] = s / n if n else 0.0
+    return out
+
+
+def measure(fn, iters: int, seeds: int, repeats: int, timesteps: int, start: int):
+    train = jax.jit(jax.vmap(fn))
+    keys = lambda r: jax.random.split(jax.random.key(start + 1000 * r), seeds)
+    t0 = time.perf_counter()
+    compiled = train.lower(keys(0)).compile()
+    compile_s = time.perf_counter() - t0
+    runs = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(keys(r)))
+        runs.append((time.perf_counter() - t0, jax.device_get(out)))
+    return compile_s, runs
+
+
+def curve(out, is_dlcore: bool) -> np.ndarray:
+    """Mean over seeds of the last-100-episode return, per iteration."""
+    if is_dlcore:
+        return np.asarray(out).mean(0)
+    mean_return, episodes = (np.asarray(a) for a in out)
+    return np.mean([last100(m, e) for m, e in zip(mean_return, episodes)], 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timesteps", type=int, default=500_000)
+    args = ap.parse_args()
+    print(f"jax {jax.__version__} on {jax.default_backend()}; {args.timesteps:,} steps per seed; "
+          f"median of {args.repeats}")
+    for seeds in args.seeds:
+        rows = {}
+        for name, make in (("minimal", minimal_train), ("dlcore", dlcore_train)):
+            fn, iters = make(args.timesteps)
+            compile_s, runs = measure(fn, iters, seeds, args.repeats, args.timesteps, 0)
+            run_s = statistics.median(t for t, _ in runs)
+            steps = seeds * iters * 128 * 4
+            reach = []
+            for t, out in runs:
+                c = curve(out, name == "dlcore")
+                hit = np.nonzero(c >= TARGET)[0]
+                reach.append(compile_s + t * (hit[0] + 1) / iters if len(hit) else float("nan"))
+            rows[name] = dict(compile=compile_s, rate=steps / run_s, final=float(curve(
+                runs[0][1], name == "dlcore")[-1]), reach=float(np.nanmedian(reach))
+                if not np.all(np.isnan(reach)) else float("nan"),
+                reached=int(np.sum(~np.isnan(reach))))
+            r = rows[name]
+            print(f"  {seeds} seed(s) {name:8s} compile {r['compile']:5.1f} s  "
+                  f"{r['rate']:9,.0f} env steps/s  final return {r['final']:6.1f}  "
+                  f"time to {TARGET:.0f}: {r['reach']:5.1f} s ({r['reached']}/{args.repeats} runs)",
+                  flush=True)
+        m, d = rows["minimal"], rows["dlcore"]
+        print(f"  {seeds} seed(s) ratio minimal/dlcore: steps/s {d['rate'] / m['rate']:.2f}, "
+              f"time to {TARGET:.0f} {m['reach'] / d['reach']:.2f}  (> 1: dlcore faster)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
