@@ -186,7 +186,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
 
     update = over_seeds(one_update, in_axes=(0, 0, None, None, 0, 0))
 
-    @partial(jax.jit, donate_argnums=0)
+    @partial(jax.jit, donate_argnums=0, compiler_options=algorithm.compiler_options)
     def train_call(carry, data, key_data, key_step):
         def body(carry, _):
             state, acc, t = carry
@@ -196,7 +196,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
             return body(carry, None)[0]
         return jax.lax.scan(body, carry, None, length=k)[0]
 
-    evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)))
+    evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)),
+                       compiler_options=algorithm.compiler_options)
 
     metric_shapes = jax.eval_shape(
         lambda s: algorithm.step(s, sample(splits["train"], 0, jax.random.key(0)),

@@ -371,6 +371,19 @@ def evaluator(act: Callable, spec: dict) -> Callable:
 ALIASES = {"final_return": "test/final_return", "greedy_return": "test/greedy_return"}
 
 
+# --- the CPU deadlock guard -----------------------------------------------------------------------
+
+def compiler_options() -> dict:
+    """XLA options every RL program is compiled with: on CPU, XLA's concurrency-optimised
+    scheduler off. With it on, jax 0.10.2's CPU runtime has been seen to deadlock (every thread
+    idle, forever) executing `jit(vmap(train))` programs of nested scans like PPO's (README,
+    "A deadlock guard"). Per program, not per process (XLA_FLAGS would slow every other program
+    too): `jax.jit(f, compiler_options=rl.compiler_options())`. Other backends: none."""
+    if jax.default_backend() != "cpu":
+        return {}
+    return {"xla_cpu_enable_concurrency_optimized_scheduler": False}
+
+
 # --- the PureJaxRL shape ----------------------------------------------------------------------------
 
 def make_train(config: dict) -> Callable:
@@ -379,7 +392,8 @@ def make_train(config: dict) -> Callable:
     The same key streams as `dlcore run` (loop.split_keys), so train(key(seed)) ends in the state
     the host loop reaches. curve: each step metric averaged over every `loop.log_every` steps,
     [steps // log_every] per metric, so its size is fixed by the config, not by the step count.
-    `jax.jit(jax.vmap(train))(keys)` trains one run per key."""
+    `jax.jit(jax.vmap(train), compiler_options=rl.compiler_options())(keys)` trains one run per
+    key (the options: see compiler_options)."""
     from dlcore import algorithms, data as data_lib
     from dlcore.loop import split_keys
     splits, spec = data_lib.load(config["data"])

@@ -15,6 +15,8 @@ from dlcore.config import ConfigError
 from dlcore.envs import NAMES, classic, make
 from dlcore.envs.spaces import Box, Discrete
 
+pytestmark = pytest.mark.timeout(120)
+
 B = 8  # every test steps a batch of B environments: one compiled vmapped step serves them all
 
 

@@ -169,4 +169,5 @@ def make(config: dict, spec: dict) -> Algorithm:
                                                                    norm)), -1)
         return policy
 
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy,
+                     compiler_options=rl.compiler_options())

@@ -29,7 +29,7 @@ def main() -> None:
     seeds = list(range(args.seeds))
 
     host = [gym.train(config, "CartPole-v1", seed=s, log_every=100) for s in seeds]
-    train = jax.jit(jax.vmap(rl.make_train(config)))
+    train = jax.jit(jax.vmap(rl.make_train(config)), compiler_options=rl.compiler_options())
     keys = jax.numpy.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
     jax.block_until_ready(train.lower(keys).compile())
