@@ -246,3 +246,16 @@ def test_every_rl_program_gets_the_deadlock_guard(tmp_path, monkeypatch):
     monkeypatch.setattr(rl, "compiler_options", lambda: {"xla_no_such_option_here": True})
     with pytest.raises(Exception, match="xla_no_such_option_here"):
         loop.run(tiny(), tmp_path, progress=False)
+
+
+def test_continuous_actions_and_observation_normalisation():
+    """PPO's Gaussian policy on Pendulum (actions clipped to ±2 for the environment, the sample
+    kept for the update), with running observation statistics."""
+    cfg = tiny(**{"data.name": "Pendulum-v1", "rl.normalize_observations": "true"})
+    state, curve = jax.jit(rl.make_train(cfg), compiler_options=rl.compiler_options())(
+        jax.random.key(0))
+    assert np.isfinite(curve["loss"]).all() and np.isfinite(curve["entropy"]).all()
+    stats = state.runner.obs_stats
+    assert float(stats.count) == pytest.approx(4 * 2 * 16, rel=1e-3)  # steps x envs x num_steps
+    assert np.all(np.abs(np.asarray(stats.mean[:2])) <= 1.0)            # cos, sin of the angle
+    assert "log_std" in state.params["params"]
