@@ -43,7 +43,8 @@ def defaults(**overrides) -> dict:
     cfg = dict(steps=1000, log_every=100, eval_every=500, checkpoint_every=500, keep_checkpoints=2,
                best_metric="test/accuracy", best_mode="max", steps_per_call=1,
                seeds_in_one_program=True, devices=1, eval_batch_size=4096,
-               max_device_data_mb=4096, plots=True, early_stopping_patience=0)
+               max_device_data_mb=4096, plots=True, early_stopping_patience=0,
+               watchdog_seconds=1800)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown loop keys {unknown}"
     cfg.update(overrides)
@@ -61,6 +62,9 @@ def validate(cfg: dict) -> None:
         check(cfg[key] % k == 0, f"loop.{key}",
               f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
+    wd = cfg.get("watchdog_seconds", 1800)
+    check(isinstance(wd, (int, float)) and wd > 0, "loop.watchdog_seconds",
+          f"must be > 0 (seconds without progress before a run is ended); got {wd}")
     patience = cfg.get("early_stopping_patience", 0)
     check(type(patience) is int and patience >= 0, "loop.early_stopping_patience",
           f"must be an integer >= 0 (0 = off); got {patience}")
@@ -219,6 +223,8 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}
     t_loop, steps_timed = None, 0
     stopped = bool(stopper) and _patience_spent(stopper, patience)
+    watchdog = Watchdog(cfg.get("watchdog_seconds", 1800),
+                        partial(_hung, workdir=workdir, saved=lambda: last_saved))
     try:
         while t < total and not stopped:
             carry = train_call(carry, device_data, keys["data"], keys["step"])
@@ -226,19 +232,22 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
             if t_loop is None:  # the first call compiles; time the rest
                 jax.block_until_ready(carry)
                 t_loop, steps_timed = time.perf_counter(), t
+                watchdog.beat(t)
             is_eval = t % cfg["eval_every"] == 0 or t == total
             is_ckpt = t % cfg["checkpoint_every"] == 0 or t == total
             if not (t % cfg["log_every"] == 0 or is_eval or is_ckpt):
                 continue
             states, acc, t_dev = carry
-            record = _train_record(jax.device_get(acc), names, t - t_flushed, t, last_saved,
-                                   workdir, vmapped)
+            acc = jax.device_get(acc)  # waits for the device: progress, or a hang, shows here
+            watchdog.beat(t)
+            record = _train_record(acc, names, t - t_flushed, t, last_saved, workdir, vmapped)
             t_flushed = t
             carry = (states, zero_acc(), t_dev)
             if is_eval:
                 eval_metrics = _evaluate(evaluate, states, device_data, keys["eval"], splits,
                                          with_train=False)
                 record.update(eval_metrics)
+                watchdog.beat(t)
                 if stopper:
                     stopper = _early_stopping_update(stopper, states, eval_metrics[cfg["best_metric"]],
                                                      t, cfg["best_mode"])
@@ -259,6 +268,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
         jax.block_until_ready(carry)
         t_end = time.perf_counter()
     finally:
+        watchdog.close()
         if bar:
             bar.close()
         tb.close()
@@ -284,6 +294,50 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
         from dlcore import plots
         plots.learning_curves(workdir)
     return summary
+
+
+class Watchdog:
+    """Ends a run whose device program stops making progress, instead of letting it hang forever.
+
+    XLA's CPU runtime has deadlocked (every thread idle) in some vmapped programs of nested
+    scans (README: "A deadlock guard"). A thread checks that the loop `beat`s: when no beat came
+    for max(limit_seconds, 10 x the longest gap between beats so far) it calls on_hang(self)
+    (the loop: a message naming the step and the last checkpoint, exit status 1; rerunning the
+    command resumes). The first gap includes compiling."""
+
+    def __init__(self, limit_seconds: float, on_hang: Callable):
+        import threading
+        self.limit_seconds, self.on_hang = limit_seconds, on_hang
+        self.last, self.longest, self.step = time.monotonic(), 0.0, 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def beat(self, step: int) -> None:
+        now = time.monotonic()
+        self.longest = max(self.longest, now - self.last)
+        self.last, self.step = now, step
+
+    def limit(self) -> float:
+        return max(self.limit_seconds, 10 * self.longest)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(5.0, self.limit_seconds / 4)):
+            if time.monotonic() - self.last > self.limit():
+                self.on_hang(self)
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def _hung(watchdog: Watchdog, workdir: Path, saved: Callable) -> None:
+    import sys
+    where = (f"the last checkpoint is step {saved()}; run the same command again to resume"
+             if saved() is not None else "no checkpoint had been written")
+    print(f"dlcore: error: no progress for {watchdog.limit():.0f} s after step {watchdog.step} "
+          f"in {workdir}: the compiled program appears to be deadlocked (README: 'A deadlock "
+          f"guard'); {where}", file=sys.stderr, flush=True)
+    os._exit(1)  # the stuck XLA threads cannot be joined; nothing else can end the process
 
 
 def _check_best_metric(cfg: dict, algorithm, splits: dict) -> None:

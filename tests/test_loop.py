@@ -168,3 +168,29 @@ def test_bad_loop_values_are_config_errors(tmp_path):
             loop.run(tiny(**{override.split("=")[0]: override.split("=")[1]}), tmp_path / "x",
                      progress=False)
     assert not (tmp_path / "x" / "checkpoints").exists()  # nothing was started
+
+
+def test_watchdog_ends_a_run_without_progress():
+    """A deadlocked device program must not hang a run forever: with no beat for the limit (or
+    10x the longest gap seen), the watchdog fires once; regular beats keep it quiet."""
+    fired = []
+    w = loop.Watchdog(0.2, lambda wd: fired.append(wd.step))
+    try:
+        for step in range(6):
+            time.sleep(0.05)
+            w.beat(step)
+        assert not fired and w.limit() >= 0.2
+        time.sleep(0.25)  # the watch thread polls every limit / 4
+        deadline = time.monotonic() + 10
+        while not fired and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fired == [5]
+    finally:
+        w.close()
+    w = loop.Watchdog(0.2, lambda wd: fired.append("late"))
+    w.beat(1)
+    time.sleep(0.1)
+    w.beat(2)  # a longest gap of 0.1 s: the limit stays 0.2 s
+    w.close()
+    time.sleep(0.4)
+    assert "late" not in fired  # closed: never fires
