@@ -3,9 +3,9 @@ CartPole-v1, CleanRL's settings for both, measured in one run.
 
     python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 3] [--timesteps 500000]
 
-For each seed count, both are compiled once as `jax.jit(jax.vmap(train))` with the same compiler
-options (dlcore's CPU deadlock guard, dlcore.rl.compiler_options; `--no-guard`: none) and run
-`--repeats` times on fresh keys. Printed per path: compile seconds, environment steps per second
+Both run in this one process, under dlcore's CPU deadlock guard (dlcore.rl.guard: an XLA flag
+for the whole process; `--no-guard` leaves it off, and may hang). For each seed count, both are
+compiled once as `jax.jit(jax.vmap(train))` and run `--repeats` times on fresh keys. Printed per path: compile seconds, environment steps per second
 (all seeds together, median over repeats), and the wall time until the mean over seeds of the
 return of the last 100 training episodes first reaches 475, counted from the start of the
 compile (the program's cost per iteration is fixed, so the time at iteration u is
@@ -69,8 +69,8 @@ def last100(mean_return: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(fn, iters: int, seeds: int, repeats: int, options: dict):
-    train = jax.jit(jax.vmap(fn), compiler_options=options)
+def measure(fn, iters: int, seeds: int, repeats: int):
+    train = jax.jit(jax.vmap(fn))
     keys = lambda r: jax.random.split(jax.random.key(1000 * r), seeds)
     t0 = time.perf_counter()
     compiled = train.lower(keys(0)).compile()
@@ -97,16 +97,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timesteps", type=int, default=500_000)
     ap.add_argument("--no-guard", action="store_true",
-                    help="compile both without dlcore.rl.compiler_options() (may deadlock on CPU)")
+                    help="run without dlcore.rl.guard() (may deadlock on CPU)")
     args = ap.parse_args()
-    options = {} if args.no_guard else rl.compiler_options()
+    guarded = False if args.no_guard else rl.guard()  # before JAX computes anything
     print(f"jax {jax.__version__} on {jax.default_backend()}; {args.timesteps:,} steps per seed; "
-          f"median of {args.repeats}; compiler options {options or 'none'}")
+          f"median of {args.repeats}; deadlock guard {'on' if guarded else 'off'}")
     for seeds in args.seeds:
         rows = {}
         for name, make in (("minimal", minimal_train), ("dlcore", dlcore_train)):
             fn, iters = make(args.timesteps)
-            compile_s, runs = measure(fn, iters, seeds, args.repeats, options)
+            compile_s, runs = measure(fn, iters, seeds, args.repeats)
             run_s = statistics.median(t for t, _ in runs)
             steps = seeds * iters * 128 * 4
             reach = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import algorithms, checkpoint, data as data_lib, parallel, writers
+from dlcore import algorithms, checkpoint, data as data_lib, parallel, rl, writers
 from dlcore.config import ConfigError, check, flatten, one_of
 
 
@@ -129,6 +130,11 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     if seeds > 1 and not cfg["seeds_in_one_program"] and members is None:
         return _run_sequential_seeds(config, workdir, seeds, progress, t_start)
 
+    if data_lib.is_env(config["data"]) and not rl.guard():  # before JAX starts, if it can
+        print("dlcore: warning: JAX started before dlcore could turn off XLA's concurrency-"
+              "optimised CPU scheduler, which deadlocks some RL programs; set XLA_FLAGS="
+              f"{rl.GUARD_FLAG} before importing jax (README: 'A deadlock guard'). The "
+              "watchdog ends the run if it hangs.", file=sys.stderr, flush=True)
     # 1. build everything on the host; every config error surfaces here, before any compile.
     splits, spec = data_lib.load(config["data"])
     algorithm = algorithms.get(config["algorithm"]).make(config, spec)
@@ -190,7 +196,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
 
     update = over_seeds(one_update, in_axes=(0, 0, None, None, 0, 0))
 
-    @partial(jax.jit, donate_argnums=0, compiler_options=algorithm.compiler_options)
+    @partial(jax.jit, donate_argnums=0)
     def train_call(carry, data, key_data, key_step):
         def body(carry, _):
             state, acc, t = carry
@@ -200,8 +206,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
             return body(carry, None)[0]
         return jax.lax.scan(body, carry, None, length=k)[0]
 
-    evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)),
-                       compiler_options=algorithm.compiler_options)
+    evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0)))
 
     metric_shapes = jax.eval_shape(
         lambda s: algorithm.step(s, sample(splits["train"], 0, jax.random.key(0)),

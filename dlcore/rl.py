@@ -21,6 +21,7 @@ checkpoints, resume and bounded logging.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -373,15 +374,29 @@ ALIASES = {"final_return": "test/final_return", "greedy_return": "test/greedy_re
 
 # --- the CPU deadlock guard -----------------------------------------------------------------------
 
-def compiler_options() -> dict:
-    """XLA options every RL program is compiled with: on CPU, XLA's concurrency-optimised
-    scheduler off. With it on, jax 0.10.2's CPU runtime has been seen to deadlock (every thread
-    idle, forever) executing `jit(vmap(train))` programs of nested scans like PPO's (README,
-    "A deadlock guard"). Per program, not per process (XLA_FLAGS would slow every other program
-    too): `jax.jit(f, compiler_options=rl.compiler_options())`. Other backends: none."""
-    if jax.default_backend() != "cpu":
-        return {}
-    return {"xla_cpu_enable_concurrency_optimized_scheduler": False}
+GUARD_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def guard() -> bool:
+    """Turn XLA's concurrency-optimised CPU scheduler off for this process, if JAX's backend has
+    not started yet; returns whether the process runs with it off.
+
+    jax 0.10.2's CPU runtime deadlocks (every thread idle, forever) executing some vmapped
+    programs of nested scans like PPO's: measured here about once in 10-60 executions of a
+    4-seed x 32-environment PPO, with or without the option passed per program
+    (`jax.jit(..., compiler_options=...)` did not prevent it); with this flag in XLA_FLAGS, 123
+    executions and no hang (README: "A deadlock guard"). XLA reads XLA_FLAGS when the backend
+    starts, so this works only before the first computation: `dlcore.loop.run` calls it for RL
+    configs; scripts calling `make_train` call it first. The host loop's watchdog ends a run
+    that hangs anyway."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_enable_concurrency_optimized_scheduler" in flags:
+        return "xla_cpu_enable_concurrency_optimized_scheduler=false" in flags
+    from jax._src import xla_bridge
+    if xla_bridge.backends_are_initialized():
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {GUARD_FLAG}".strip()
+    return True
 
 
 # --- the PureJaxRL shape ----------------------------------------------------------------------------
@@ -392,8 +407,8 @@ def make_train(config: dict) -> Callable:
     The same key streams as `dlcore run` (loop.split_keys), so train(key(seed)) ends in the state
     the host loop reaches. curve: each step metric averaged over every `loop.log_every` steps,
     [steps // log_every] per metric, so its size is fixed by the config, not by the step count.
-    `jax.jit(jax.vmap(train), compiler_options=rl.compiler_options())(keys)` trains one run per
-    key (the options: see compiler_options)."""
+    `jax.jit(jax.vmap(train))(keys)` trains one run per key. On CPU call `guard()` before JAX
+    computes anything."""
     from dlcore import algorithms, data as data_lib
     from dlcore.loop import split_keys
     splits, spec = data_lib.load(config["data"])

@@ -2,6 +2,9 @@
 values, the episode ring, truncation, seeds under vmap, make_train = the host loop, exact resume,
 and bad input refused before anything compiles. Configs are tiny: compile time dominates."""
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +146,7 @@ def test_rollout_keeps_the_final_observation_at_truncation():
 
 def test_environments_and_seeds_differ_under_vmap():
     cfg = tiny()
-    train = jax.jit(jax.vmap(rl.make_train(cfg)), compiler_options=rl.compiler_options())
+    train = jax.jit(jax.vmap(rl.make_train(cfg)))
     states, curve = train(jax.random.split(jax.random.key(0), 2))
     obs = np.asarray(states.runner.obs)  # [seeds, envs, 4]
     assert np.abs(obs[0] - obs[1]).min() > 0           # seeds differ
@@ -159,7 +162,7 @@ def test_resumed_host_loop_ends_where_make_train_ends(tmp_path, capsys):
     """train(key) = the host loop's run of the same config; interrupted after 2 of 4 iterations
     and resumed, the loop still ends there."""
     cfg = tiny(**{"optim.schedule": "constant"})  # an annealed rate depends on loop.steps
-    state, curve = jax.jit(rl.make_train(cfg), compiler_options=rl.compiler_options())(jax.random.key(cfg["seed"]))
+    state, curve = jax.jit(rl.make_train(cfg))(jax.random.key(cfg["seed"]))
     loop.run(config_lib.apply_overrides(cfg, ["loop.steps=2"]), tmp_path, progress=False)
     summary = loop.run(cfg, tmp_path, progress=False)
     assert "resumed from step 2" in capsys.readouterr().out
@@ -183,7 +186,7 @@ def test_dqn_buffer_target_and_epsilon():
     cfg = tiny("cartpole/dqn", **{"dqn.learning_starts": 30, "dqn.buffer_size": 50,
                                   "dqn.train_frequency": 5, "dqn.target_network_frequency": 20,
                                   "loop.steps": 12, "loop.log_every": 1})
-    state, curve = jax.jit(rl.make_train(cfg), compiler_options=rl.compiler_options())(jax.random.key(0))
+    state, curve = jax.jit(rl.make_train(cfg))(jax.random.key(0))
     per_step = 5 * 2
     assert int(state.buffer.size) == 50 and int(state.buffer.position) == (12 * per_step) % 50
     # the target network was last synced at 120 environment steps (a multiple of 20): equal
@@ -203,7 +206,7 @@ def test_ppo_learns_cartpole():
     ~22; the full run reaches 500 (README)."""
     cfg = config_lib.apply_overrides(config_lib.load("cartpole/ppo"), [
         "loop.steps=60", "loop.log_every=10"])
-    _, curve = jax.jit(rl.make_train(cfg), compiler_options=rl.compiler_options())(jax.random.key(0))
+    _, curve = jax.jit(rl.make_train(cfg))(jax.random.key(0))
     assert curve["return"][-1] > 100 and curve["return"][-1] > 3 * curve["return"][0]
 
 
@@ -238,21 +241,27 @@ def test_gymnasium_host_loop_trains_ppo():
         gym.train(tiny("cartpole/a2c"), "CartPole-v1")
 
 
-def test_every_rl_program_gets_the_deadlock_guard(tmp_path, monkeypatch):
-    """On CPU the RL programs compile with XLA's concurrency-optimised scheduler off (README: the
-    deadlock guard). Shown by handing the loop an option XLA rejects: it reaches the compile."""
-    if jax.default_backend() == "cpu":
-        assert rl.compiler_options() == {"xla_cpu_enable_concurrency_optimized_scheduler": False}
-    monkeypatch.setattr(rl, "compiler_options", lambda: {"xla_no_such_option_here": True})
-    with pytest.raises(Exception, match="xla_no_such_option_here"):
-        loop.run(tiny(), tmp_path, progress=False)
+def test_the_deadlock_guard_is_on_before_jax_starts_and_reported_after(tmp_path, monkeypatch):
+    """The RL deadlock guard is a process-wide XLA flag (README: 'A deadlock guard'): guard()
+    sets it while JAX's backend has not started (conftest does so for the tests, a fresh
+    `dlcore run` through loop.run), and reports False once it is too late; loop.run warns then."""
+    code = ("import os; os.environ.pop('XLA_FLAGS', None); from dlcore import rl, loop; "
+            "assert rl.guard(); print(os.environ['XLA_FLAGS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and rl.GUARD_FLAG in out.stdout
+    assert rl.GUARD_FLAG in os.environ.get("XLA_FLAGS", "")  # this test process (conftest)
+    assert rl.guard()
+    monkeypatch.setenv("XLA_FLAGS", "")  # as if jax had started without it
+    assert not rl.guard()
+    with pytest.raises(config_lib.ConfigError):  # the warning comes first, then the bad value
+        loop.run(tiny(**{"data.num_envs": 0}), tmp_path, progress=False)
 
 
 def test_continuous_actions_and_observation_normalisation():
     """PPO's Gaussian policy on Pendulum (actions clipped to ±2 for the environment, the sample
     kept for the update), with running observation statistics."""
     cfg = tiny(**{"data.name": "Pendulum-v1", "rl.normalize_observations": "true"})
-    state, curve = jax.jit(rl.make_train(cfg), compiler_options=rl.compiler_options())(
+    state, curve = jax.jit(rl.make_train(cfg))(
         jax.random.key(0))
     assert np.isfinite(curve["loss"]).all() and np.isfinite(curve["entropy"]).all()
     stats = state.runner.obs_stats

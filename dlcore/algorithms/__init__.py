@@ -25,8 +25,6 @@ class Algorithm(NamedTuple):
     aliases: dict | None = None
     # RL: act(state) -> the greedy policy, obs [B, ...] -> actions [B, ...] (episode pictures)
     act: Callable | None = None
-    # XLA options for the programs that run `step` and `evaluate` (RL: dlcore.rl.compiler_options)
-    compiler_options: dict | None = None
 
 
 def get(name: str):

@@ -68,5 +68,4 @@ def make(config: dict, spec: dict) -> Algorithm:
         return state, {**metrics, **rl.episode_metrics(runner)}
 
     greedy = rl.actor_critic_greedy(apply, spec, cfg)
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy,
-                     compiler_options=rl.compiler_options())
+    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)

@@ -169,5 +169,4 @@ def make(config: dict, spec: dict) -> Algorithm:
                                                                    norm)), -1)
         return policy
 
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy,
-                     compiler_options=rl.compiler_options())
+    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)

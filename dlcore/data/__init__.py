@@ -36,10 +36,16 @@ SOURCES = {
 TASK_SOURCES = ("sinusoid", "glyphs", "digits_classes")  # see _load_tasks
 
 
+def is_env(cfg: dict) -> bool:
+    """Whether the data section names an environment (an RL run)."""
+    from dlcore import envs
+    return cfg.get("name") in envs.NAMES or str(cfg.get("name")).startswith("gymnax:")
+
+
 def load(cfg: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Load, check and split the data named by `cfg['name']`."""
     from dlcore import envs
-    if cfg["name"] in envs.NAMES or str(cfg["name"]).startswith("gymnax:"):
+    if is_env(cfg):
         return _load_env(cfg)
     one_of(cfg["name"], "data.name", (*SOURCES, *TASK_SOURCES, *envs.NAMES))
     check(isinstance(cfg["batch_size"], int) and cfg["batch_size"] > 0, "data.batch_size",

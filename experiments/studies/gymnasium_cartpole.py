@@ -23,13 +23,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="40 iterations instead of 976")
     ap.add_argument("--out", default="runs/studies/gymnasium_cartpole.json")
     args = ap.parse_args()
+    rl.guard()  # before JAX computes anything (dlcore.rl.guard)
     config = config_lib.load("cartpole/ppo")
     if args.quick:
         config = config_lib.apply_overrides(config, ["loop.steps=40", "loop.log_every=40"])
     seeds = list(range(args.seeds))
 
     host = [gym.train(config, "CartPole-v1", seed=s, log_every=100) for s in seeds]
-    train = jax.jit(jax.vmap(rl.make_train(config)), compiler_options=rl.compiler_options())
+    train = jax.jit(jax.vmap(rl.make_train(config)))
     keys = jax.numpy.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
     jax.block_until_ready(train.lower(keys).compile())
