@@ -5,7 +5,7 @@ CartPole-v1, CleanRL's settings for both, measured in one run.
 
 Both run in this one process, under dlcore's CPU deadlock guard (dlcore.rl.guard: an XLA flag
 for the whole process; `--no-guard` leaves it off, and may hang). For each seed count, both are
-compiled once as `jax.jit(jax.vmap(train))` and run `--repeats` times on fresh keys. Printed per path: compile seconds, environment steps per second
+compiled once as `jax.jit(jax.vmap(train))` and run `--repeats` times on fresh keys, alternating. Printed per path: compile seconds, environment steps per second
 (all seeds together, median over repeats), and the wall time until the mean over seeds of the
 return of the last 100 training episodes first reaches 475, counted from the start of the
 compile (the program's cost per iteration is fixed, so the time at iteration u is
@@ -69,18 +69,15 @@ def last100(mean_return: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(fn, iters: int, seeds: int, repeats: int):
-    train = jax.jit(jax.vmap(fn))
-    keys = lambda r: jax.random.split(jax.random.key(1000 * r), seeds)
-    t0 = time.perf_counter()
-    compiled = train.lower(keys(0)).compile()
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for r in range(repeats):
+def compile_both(seeds: int, timesteps: int):
+    """{name: (compiled train, iterations, compile seconds)} for both contenders."""
+    out = {}
+    for name, make in (("minimal", minimal_train), ("dlcore", dlcore_train)):
+        fn, iters = make(timesteps)
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(keys(r)))
-        runs.append((time.perf_counter() - t0, jax.device_get(out)))
-    return compile_s, runs
+        compiled = jax.jit(jax.vmap(fn)).lower(jax.random.split(jax.random.key(0), seeds)).compile()
+        out[name] = (compiled, iters, time.perf_counter() - t0)
+    return out
 
 
 def curve(out, is_dlcore: bool) -> np.ndarray:
@@ -103,21 +100,27 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.default_backend()}; {args.timesteps:,} steps per seed; "
           f"median of {args.repeats}; deadlock guard {'on' if guarded else 'off'}")
     for seeds in args.seeds:
+        programs = compile_both(seeds, args.timesteps)
+        runs = {name: [] for name in programs}
+        for r in range(args.repeats):  # alternate, so drift in the machine's speed hits both
+            keys = jax.random.split(jax.random.key(1000 * r), seeds)
+            for name, (compiled, _, _) in programs.items():
+                t0 = time.perf_counter()
+                out = jax.block_until_ready(compiled(keys))
+                runs[name].append((time.perf_counter() - t0, jax.device_get(out)))
         rows = {}
-        for name, make in (("minimal", minimal_train), ("dlcore", dlcore_train)):
-            fn, iters = make(args.timesteps)
-            compile_s, runs = measure(fn, iters, seeds, args.repeats)
-            run_s = statistics.median(t for t, _ in runs)
+        for name, (_, iters, compile_s) in programs.items():
+            run_s = statistics.median(t for t, _ in runs[name])
             steps = seeds * iters * 128 * 4
             reach = []
-            for t, out in runs:
+            for t, out in runs[name]:
                 c = curve(out, name == "dlcore")
                 hit = np.nonzero(c >= TARGET)[0]
                 reach.append(compile_s + t * (hit[0] + 1) / iters if len(hit) else float("nan"))
-            rows[name] = dict(compile=compile_s, rate=steps / run_s, final=float(curve(
-                runs[0][1], name == "dlcore")[-1]), reach=float(np.nanmedian(reach))
-                if not np.all(np.isnan(reach)) else float("nan"),
-                reached=int(np.sum(~np.isnan(reach))))
+            finals = [float(curve(out, name == "dlcore")[-1]) for _, out in runs[name]]
+            rows[name] = dict(compile=compile_s, rate=steps / run_s, final=float(np.mean(finals)),
+                              reach=float(np.nanmedian(reach)) if not np.all(np.isnan(reach))
+                              else float("nan"), reached=int(np.sum(~np.isnan(reach))))
             r = rows[name]
             print(f"  {seeds} seed(s) {name:8s} compile {r['compile']:5.1f} s  "
                   f"{r['rate']:9,.0f} env steps/s  final return {r['final']:6.1f}  "

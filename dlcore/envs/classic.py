@@ -58,15 +58,16 @@ class Environment:
         """One transition, resetting when the episode ends.
 
         Returns (obs, state, reward, terminated, truncated, info). When terminated | truncated, obs
-        and state are a fresh reset (drawn from a split of `key`) and info["final_observation"] is
+        and state are a fresh reset (drawn from `key`) and info["final_observation"] is
         the observation the transition reached, which a learner needs to bootstrap through a
         truncation. info also holds "terminated", "truncated" and gymnax's "discount"
         (0 at a natural end, else 1).
         """
         params = self.default_params if params is None else params
-        key, key_reset = jax.random.split(key)
+        # the dynamics are deterministic (step_env ignores its key), so the reset may take the
+        # key as it is: one threefry fewer per environment step, measurable in a PPO rollout
         obs_st, state_st, reward, terminated, truncated = self.step_env(key, state, action, params)
-        obs_re, state_re = self.reset_env(key_reset, params)
+        obs_re, state_re = self.reset_env(key, params)
         done = terminated | truncated
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
         obs = jnp.where(done, obs_re, obs_st)
