@@ -69,13 +69,24 @@ def last100(mean_return: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     return out
 
 
+def batched(fn, seeds: int):
+    """seeds > 0: vmapped over that many keys; 0: one seed, no vmap (its outputs get a seed axis)."""
+    if seeds:
+        return jax.vmap(fn)
+    return lambda key: jax.tree.map(lambda a: a[None], fn(key[0]))
+
+
+def seed_keys(r: int, seeds: int):
+    return jax.random.split(jax.random.key(1000 * r), max(seeds, 1))
+
+
 def compile_both(seeds: int, timesteps: int):
     """{name: (compiled train, iterations, compile seconds)} for both contenders."""
     out = {}
     for name, make in (("minimal", minimal_train), ("dlcore", dlcore_train)):
         fn, iters = make(timesteps)
         t0 = time.perf_counter()
-        compiled = jax.jit(jax.vmap(fn)).lower(jax.random.split(jax.random.key(0), seeds)).compile()
+        compiled = jax.jit(batched(fn, seeds)).lower(seed_keys(0, seeds)).compile()
         out[name] = (compiled, iters, time.perf_counter() - t0)
     return out
 
@@ -90,7 +101,8 @@ def curve(out, is_dlcore: bool) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 8],
+                    help="seed counts to time (0: one seed without vmap)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timesteps", type=int, default=500_000)
     ap.add_argument("--no-guard", action="store_true",
@@ -103,7 +115,7 @@ def main() -> None:
         programs = compile_both(seeds, args.timesteps)
         runs = {name: [] for name in programs}
         for r in range(args.repeats):  # alternate, so drift in the machine's speed hits both
-            keys = jax.random.split(jax.random.key(1000 * r), seeds)
+            keys = seed_keys(r, seeds)
             for name, (compiled, _, _) in programs.items():
                 t0 = time.perf_counter()
                 out = jax.block_until_ready(compiled(keys))
@@ -111,7 +123,7 @@ def main() -> None:
         rows = {}
         for name, (_, iters, compile_s) in programs.items():
             run_s = statistics.median(t for t, _ in runs[name])
-            steps = seeds * iters * 128 * 4
+            steps = max(seeds, 1) * iters * 128 * 4
             reach = []
             for t, out in runs[name]:
                 c = curve(out, name == "dlcore")
