@@ -1,12 +1,13 @@
 """dlcore's PPO against a minimal single-file end-to-end-jitted PPO (benchmarks/ppo_minimal.py) on
 CartPole-v1, CleanRL's settings for both, measured in one run.
 
-    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 3] [--timesteps 500000]
+    python benchmarks/ppo_cartpole.py [--seeds 0 1 8] [--repeats 3] [--timesteps 500000]
 
 Both run in this one process, under dlcore's CPU deadlock guard (dlcore.rl.guard: an XLA flag
 for the whole process; `--no-guard` leaves it off, and may hang). For each seed count, both are
-compiled once as `jax.jit(jax.vmap(train))` and run `--repeats` times on fresh keys, alternating. Printed per path: compile seconds, environment steps per second
-(all seeds together, median over repeats), and the wall time until the mean over seeds of the
+compiled once as `jax.jit(jax.vmap(train))` (seed count 0: `jax.jit(train)`, one seed) and run
+`--repeats` times on fresh keys, alternating. Printed per path: compile seconds, environment
+steps per second (all seeds together, median over repeats), and the wall time until the mean over seeds of the
 return of the last 100 training episodes first reaches 475, counted from the start of the
 compile (the program's cost per iteration is fixed, so the time at iteration u is
 compile + run * u / iterations). dlcore tracks that return on the device (dlcore.rl.Episodes);
