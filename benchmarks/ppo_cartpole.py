@@ -88,7 +88,7 @@ def compile_both(seeds: int, timesteps: int):
 def curve(out, is_dlcore: bool) -> np.ndarray:
     """Mean over seeds of the last-100-episode return, per iteration, from train's whole output
     (both return the trained state too: returning only the curve lets XLA drop work, and it
-    did so unevenly, which made the minimal PPO look 11 % faster)."""
+    did so unevenly, in favour of the minimal PPO)."""
     metrics = out[1]
     if is_dlcore:
         return np.asarray(metrics["return"]).mean(0)

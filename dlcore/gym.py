@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import rl
+from dlcore import data as data_lib, rl
 from dlcore.config import ConfigError, check
 
 
@@ -46,19 +46,6 @@ def vector_env(env_id: str, num_envs: int, seed: int):
     return envs
 
 
-def spec_of(envs, config: dict, env_id: str) -> dict:
-    """The data spec dlcore's algorithms read (as dlcore.data gives for a JAX environment)."""
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    discrete = hasattr(act_space, "n")
-    return {"kind": "env", "env": f"gymnasium:{env_id}", "task": "control",
-            "input_shape": tuple(obs_space.shape), "discrete": discrete,
-            "num_outputs": int(act_space.n) if discrete else int(np.prod(act_space.shape)),
-            "action_shape": () if discrete else tuple(act_space.shape),
-            "action_low": None if discrete else np.asarray(act_space.low, np.float32),
-            "action_high": None if discrete else np.asarray(act_space.high, np.float32),
-            "num_envs": config["data"]["num_envs"]}
-
-
 def train(config: dict, env_id: str = "CartPole-v1", seed: int = 0, log_every: int = 0) -> dict:
     """Train config's PPO on Gymnasium's `env_id`; returns {'final_return' (mean of the last 100
     training episodes), 'returns' (that mean after every iteration), 'env_steps', 'seconds',
@@ -70,7 +57,8 @@ def train(config: dict, env_id: str = "CartPole-v1", seed: int = 0, log_every: i
     num_envs, num_steps, iterations = (config["data"]["num_envs"], cfg["num_steps"],
                                        config["loop"]["steps"])
     envs = vector_env(env_id, num_envs, seed)
-    spec = spec_of(envs, config, env_id)
+    spec = data_lib.env_spec(f"gymnasium:{env_id}", envs.single_observation_space,
+                             envs.single_action_space, num_envs)
     net, tx, update = ppo.parts(config, spec)
     apply = lambda params, obs: net.apply(params, obs)
     norm = cfg["normalize_observations"]

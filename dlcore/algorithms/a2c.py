@@ -12,12 +12,11 @@ truncation bootstrap and the greedy evaluation are dlcore.rl's.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from dlcore import optim, rl
 from dlcore.algorithms import Algorithm
-from dlcore.algorithms.ppo import State, network
+from dlcore.algorithms.ppo import State, initializer, network
 from dlcore.config import check
 
 
@@ -36,14 +35,8 @@ def make(config: dict, spec: dict) -> Algorithm:
     net = network(config, spec)
     apply = lambda params, obs: net.apply(params, obs)
     tx = optim.build(config["optim"], config["loop"]["steps"])
-    env, env_params = rl.environment(spec)
     discrete = spec["discrete"]
-
-    def init(key: jax.Array) -> State:
-        k_net, k_env = jax.random.split(key)
-        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
-        runner = rl.runner_init(env, env_params, spec["num_envs"], k_env)
-        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+    init = initializer(net, tx, spec)
 
     def loss_fn(params, data):
         pi, value = apply(params, data["obs"])

@@ -65,6 +65,18 @@ def network(config: dict, spec: dict) -> ActorCritic:
                        hidden=tuple(m["hidden"]), activation=m["activation"])
 
 
+def initializer(net: ActorCritic, tx: optax.GradientTransformation, spec: dict):
+    """init(key) -> State of an actor-critic and its environments (PPO, A2C, REINFORCE)."""
+    env, env_params = rl.environment(spec)
+
+    def init(key: jax.Array) -> State:
+        k_net, k_env = jax.random.split(key)
+        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
+        runner = rl.runner_init(env, env_params, spec["num_envs"], k_env)
+        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+    return init
+
+
 class Parts(NamedTuple):
     """PPO without its environments, for host loops (dlcore.gym): the network, the optimizer and
     update(params, opt_state, batch, key) -> (params, opt_state, metrics), batch from
@@ -129,13 +141,7 @@ def make(config: dict, spec: dict) -> Algorithm:
     cfg, p = rl.validate(config["rl"]), config["ppo"]
     net, tx, update = parts(config, spec)
     apply = lambda params, obs: net.apply(params, obs)
-    env, env_params = rl.environment(spec)
-
-    def init(key: jax.Array) -> State:
-        k_net, k_env = jax.random.split(key)
-        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
-        runner = rl.runner_init(env, env_params, spec["num_envs"], k_env)
-        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+    init = initializer(net, tx, spec)
 
     def step(state: State, batch, key: jax.Array) -> tuple[State, dict]:
         del batch  # the step collects its own experience

@@ -19,7 +19,7 @@ import optax
 
 from dlcore import optim, rl
 from dlcore.algorithms import Algorithm
-from dlcore.algorithms.ppo import State, network
+from dlcore.algorithms.ppo import State, initializer, network
 
 
 def defaults(**overrides) -> dict:
@@ -40,11 +40,7 @@ def make(config: dict, spec: dict) -> Algorithm:
     discrete, num_envs, horizon = spec["discrete"], spec["num_envs"], spec["max_steps"]
     norm = cfg["normalize_observations"]
 
-    def init(key: jax.Array) -> State:
-        k_net, k_env = jax.random.split(key)
-        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
-        runner = rl.runner_init(env, env_params, num_envs, k_env)
-        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+    init = initializer(net, tx, spec)
 
     def episodes(params, runner: rl.Runner, key):
         """One episode per environment from a fresh reset: the trajectory [horizon, E, ...]."""

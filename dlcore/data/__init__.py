@@ -75,18 +75,25 @@ def _load_env(cfg: dict) -> tuple[dict, dict]:
     for key in ("num_envs", "eval_episodes"):
         check(isinstance(cfg.get(key), int) and cfg[key] > 0, f"data.{key}",
               f"must be a positive integer; got {cfg.get(key)}")
-    obs_space, action_space = env.observation_space(params), env.action_space(params)
+    spec = {**env_spec(cfg["name"], env.observation_space(params), env.action_space(params),
+                       cfg["num_envs"]),
+            "max_steps": int(params.max_steps_in_episode),
+            "eval_seed": int(cfg.get("eval_seed", 1000))}
+    splits = {"train": {}, "test": {"episode": np.arange(cfg["eval_episodes"], dtype=np.int32)}}
+    return splits, spec
+
+
+def env_spec(name: str, obs_space, action_space, num_envs: int) -> dict:
+    """The spec RL algorithms read, from an environment's spaces (dlcore.envs' or Gymnasium's:
+    a discrete space has `n`, a box `shape`, `low`, `high`)."""
     discrete = hasattr(action_space, "n")
-    spec = {"kind": "env", "env": cfg["name"], "task": "control",
-            "input_shape": tuple(obs_space.shape), "discrete": discrete,
+    return {"kind": "env", "env": name, "task": "control", "input_shape": tuple(obs_space.shape),
+            "discrete": discrete,
             "num_outputs": int(action_space.n) if discrete else int(np.prod(action_space.shape)),
             "action_shape": () if discrete else tuple(action_space.shape),
             "action_low": None if discrete else np.asarray(action_space.low, np.float32),
             "action_high": None if discrete else np.asarray(action_space.high, np.float32),
-            "max_steps": int(params.max_steps_in_episode), "num_envs": cfg["num_envs"],
-            "eval_seed": int(cfg.get("eval_seed", 1000))}
-    splits = {"train": {}, "test": {"episode": np.arange(cfg["eval_episodes"], dtype=np.int32)}}
-    return splits, spec
+            "num_envs": num_envs}
 
 
 def _load_tasks(cfg: dict) -> tuple[dict, dict]:

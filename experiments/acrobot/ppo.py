@@ -6,33 +6,15 @@ Expected: final return (mean of each seed's last 100 training episodes; -1 per s
 swings above the line, at most 500 steps) near -86; CleanRL's documentation reports -86.36 ± 1.32
 (ppo.py, 500k steps, 3 seeds). Measured here:
 -85.03 ± 1.94 over 4 seeds; greedy policy -82.9 ± 2.2.
-Settings (CleanRL ppo.py): 4 environments x 128 steps per iteration, 976 iterations (499,712
-environment steps), 4 epochs of 4 minibatches, Adam 2.5e-4 annealed linearly to 0, gradient norm
-clipped to 0.5, γ 0.99, GAE λ 0.95, clip 0.2 (policy and value), entropy 0.01, value 0.5;
-actor and critic 64-64 tanh, orthogonal initialisation.
+Settings: cartpole/ppo's (CleanRL's ppo.py defaults, which its Acrobot benchmark used too), only
+the environment differs.
 """
-from dlcore import optim, rl
-from dlcore.algorithms import ppo
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
+from dlcore import config as config_lib
 
 
 def get_config(quick: bool = False) -> dict:
-    config = {
-        "algorithm": "ppo",
-        "seed": 0,
-        "data": {"name": "Acrobot-v1", "num_envs": 4, "eval_episodes": 32, "eval_seed": 1000},
-        "model": {**model_defaults("mlp"), "hidden": (64, 64), "activation": "tanh"},
-        "rl": rl.defaults(gamma=0.99, num_steps=128),
-        "ppo": ppo.defaults(),
-        "optim": optim.defaults(name="adam", learning_rate=2.5e-4, eps=1e-5, schedule="linear",
-                                clip_norm=0.5),
-        "loop": loop_defaults(steps=976, log_every=61, eval_every=488, checkpoint_every=488,
-                              best_metric="", steps_per_call=61),
-        "published": {"cleanrl_ppo_acrobot_500k_3seeds": "-86.36 ± 1.32"},
-    }
-    if quick:
-        config["data"].update(eval_episodes=4)
-        config["loop"].update(steps=4, log_every=2, eval_every=4, checkpoint_every=2,
-                              steps_per_call=2)
+    config = config_lib.load("cartpole/ppo", quick=quick)
+    del config["experiment"]  # the loader names this file's experiment
+    config["data"]["name"] = "Acrobot-v1"
+    config["published"] = {"cleanrl_ppo_acrobot_500k_3seeds": "-86.36 ± 1.32"}
     return config

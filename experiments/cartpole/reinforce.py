@@ -9,7 +9,8 @@ Settings: each update plays one whole episode in each of 8 environments (Monte-C
 γ 0.99), advantages G - V(s) normalised, one Adam step of 1e-3 annealed linearly to 0; actor
 and critic 64-64 tanh. No gradient-norm clipping: the baseline's squared error on unnormalised
 returns (up to ~100) has gradients far larger than the policy's, and one global-norm clip shrank
-the policy's with them (final return 335 ± 18 at 400 updates with clip 0.5, 497 without).
+the policy's with them (final return 335 ± 18 over 4 seeds with clip 0.5, 497 without:
+`dlcore run cartpole/reinforce --seeds 4 --set optim.clip_norm=0.5`).
 """
 from dlcore import optim, rl
 from dlcore.algorithms import reinforce
