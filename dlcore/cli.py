@@ -2,15 +2,16 @@
 
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
-    dlcore sweep NAME_OR_PATH --grid inner_lr=0.003,0.01 [--grid inner_steps=1,2] [--seeds N] ...
+    dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
     dlcore report DIR
 
 Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data or
-run directory), 1 when training fails (NaN/Inf).
+run directory), 1 when training fails (NaN/Inf, a hung program). Errors are one line on stderr.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="one experiment a line: name, then what it is")
     r = sub.add_parser("run", help="train an experiment (resumes what its run directory holds)")
     r.add_argument("experiment", help="a name from `dlcore list`, or a path to a config .py file")
-    r.add_argument("--workdir", help="run directory (default: runs/<experiment>[-quick])")
+    r.add_argument("--workdir", help="run directory (default: runs/<experiment>, with a suffix "
+                   "naming --quick, --seeds and --set, so different commands never share one)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.learning_rate=3e-3")
     r.add_argument("--quick", action="store_true", help="the experiment's short smoke-test variant")
@@ -37,18 +39,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     w = sub.add_parser("sweep", help="every grid point x seed of an experiment in one program "
-                       "(hyperparameters the algorithm carries in its state, e.g. MAML's inner_lr)")
+                       "(numbers the state carries: optim.*, and e.g. MAML's meta.inner_lr)")
     w.add_argument("experiment")
-    w.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                   help="a hyperparameter and its values, e.g. --grid inner_lr=0.003,0.01,0.03")
+    w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a config key and its values, e.g. --grid optim.learning_rate=1e-3,1e-2")
     for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress"):
         w._add_action(next(a for a in r._actions if flag in a.option_strings))
-    p = sub.add_parser("report", help="draw a run's figures: learning curves, and filters, "
-                       "activations and gradients through time from its newest checkpoint")
+    p = sub.add_parser("report", help="draw a run's figures: learning curves, and what the trained "
+                       "model does (filters, activations, gradients, episodes, fits)")
     p.add_argument("workdir")
     args = parser.parse_args(argv)
 
     from dlcore.config import ConfigError
+    from dlcore.loop import Hung, TrainingError
     try:
         if args.command == "list":
             from dlcore.config import list_experiments
@@ -63,29 +66,48 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:
-        from dlcore.loop import TrainingError
-        if isinstance(e, TrainingError):
-            print(f"dlcore: error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except Hung as e:  # XLA's threads are stuck: nothing could join them, so leave at once
+        print(f"dlcore: error: {e}", file=sys.stderr, flush=True)
+        os._exit(1)
+    except TrainingError as e:
+        print(f"dlcore: error: {e}", file=sys.stderr)
+        return 1
 
 
-def _prepare(args, kind: str = "") -> tuple[dict, Path]:
+def default_workdir(experiment: str, quick: bool, seeds: int, overrides: list[str],
+                    kind: str = "") -> Path:
+    """runs/<experiment>[<kind>][-quick][-seedsN][-<hash of the overrides>]: the same command
+    finds its run again (and resumes it), a different one never lands in it."""
+    parts = [p for p in ("quick" if quick else "", f"seeds{seeds}" if seeds > 1 else "") if p]
+    if overrides:
+        parts.append(hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6])
+    return Path("runs") / (experiment + kind + "".join(f"-{p}" for p in parts))
+
+
+def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:
     """The config with its overrides, and the run directory (moved aside first with --fresh)."""
-    from dlcore import config as config_lib
-    config = config_lib.load(args.experiment, quick=args.quick)
-    config = config_lib.apply_overrides(config, args.overrides)
+    from dlcore import experiment
     if getattr(args, "cpu_devices", 0):
         import jax
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-    name = config["experiment"] + kind
-    workdir = Path(args.workdir or Path("runs") / (name + ("-quick" if args.quick else "")))
+    config = experiment.load(args.experiment, quick=args.quick, overrides=args.overrides)
+    workdir = Path(args.workdir) if args.workdir else default_workdir(
+        config["experiment"], args.quick, args.seeds, [*args.overrides, *extra], kind)
     if args.fresh and workdir.exists():
         aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(workdir), str(aside))
         print(f"moved the previous run to {aside}", file=sys.stderr)
     return config, workdir
+
+
+def _run(args) -> int:
+    config, workdir = _prepare(args)
+    from dlcore import experiment
+    summary = experiment.run(config, workdir, seeds=args.seeds, progress=not args.no_progress)
+    _print_result(summary, workdir)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
 
 
 def _sweep(args) -> int:
@@ -99,39 +121,57 @@ def _sweep(args) -> int:
             grid[name.strip()] = [ast.literal_eval(v.strip()) for v in values.split(",")] if sep else None
         except (ValueError, SyntaxError):
             raise ConfigError(f"--grid {item}: values must be numbers separated by commas") from None
-    config, workdir = _prepare(args, "-sweep")
+    config, workdir = _prepare(args, "-sweep", [f"grid:{g}" for g in args.grid])
     summary = sweep.run_sweep(config, grid, args.seeds, workdir, progress=not args.no_progress)
+    shown = summary["headline"][:1]
     for point in summary["points"]:
         m = point["metrics"]
-        shown = next((k for k in ("test_accuracy", "test_mse", "test_loss") if k in m), None)
-        if shown:
-            print(f"{point['hyper']}: {shown} = {m[shown]:.4f}")
+        for k in shown:
+            if isinstance(m.get(k), (int, float)):
+                print(f"{point['hyper']}: {k} = {m[k]:.4f} ± {point['metrics_std'][k]:.4f}")
     print(f"{summary['members']} members in one program, {summary['seconds']:.1f} s; "
           f"run directory {workdir}")
     return 0
 
 
-def _run(args) -> int:
-    config, workdir = _prepare(args)
-    from dlcore import loop
-    summary = loop.run(config, workdir, seeds=args.seeds, progress=not args.no_progress)
-    _print_result(summary, workdir)
-    if args.json:
-        print(json.dumps(summary, default=str))
-    return 0
+def measured(metrics: dict, key: str):
+    """summary metric `key`, or element i of a vector metric for 'name[i]'; None if absent."""
+    name, _, index = key.partition("[")
+    value = metrics.get(name)
+    if index and isinstance(value, list):
+        i = int(index.rstrip("]"))
+        return value[i] if -len(value) <= i < len(value) else None
+    return value if not index else None
 
 
 def _print_result(summary: dict, workdir: Path) -> None:
     m, s = summary["metrics"], summary["metrics_std"]
-    shown = [k for k in ("test_accuracy", "test_mse", "test_loss") if k in m][:1] or list(m)[:1]
-    shown = [k for k in ("final_return", "greedy_return") if k in m] or shown
-    for k in shown:
-        spread = f" ± {s[k]:.4f} (std over {summary['seeds']} seeds)" if summary["seeds"] > 1 else ""
-        pub = summary.get("published") or {}
-        ref = "; ".join(f"{src}: {v}" for src, v in pub.items())
-        print(f"{summary['experiment']}: {k} = {m[k]:.4f}{spread}" + (f"  [{ref}]" if ref else ""))
+    n = summary["seeds"]
+
+    def show(key: str, note: str = "") -> None:
+        value = measured(m, key)
+        if not isinstance(value, (int, float)):
+            return
+        spread = measured(s, key)
+        spread = f" ± {spread:.4f} (std over {n} seeds)" if n > 1 and spread is not None else ""
+        print(f"{summary['experiment']}: {key} = {value:.4f}{spread}{note}")
+
+    published = summary.get("published") or {}
+    for key in summary.get("headline") or list(m)[:1]:
+        if key not in published:
+            show(key)
+    for key, figures in published.items():
+        refs = "; ".join(f"{src}: {v}" for src, v in figures.items()) if isinstance(figures, dict) \
+            else str(figures)
+        show(key, f"  [published: {refs}]")
+    if summary.get("changed") and summary.get("config", {}).get("published"):
+        print(f"(published figures not shown: this run differs from the published protocol: "
+              f"{', '.join(summary['changed'])})")
     rate = summary.get("steps_per_second")
-    print(f"{summary['steps']} steps in {summary['seconds']:.1f} s"
+    start, ran = summary.get("start_step", 0), summary.get("steps_run", summary["steps"])
+    steps = (f"{ran} steps ({start} -> {summary['steps']}, resumed)" if start
+             else f"{summary['steps']} steps")
+    print(f"{steps} in {summary['seconds']:.1f} s"
           + (f" ({rate:,.0f} steps/s after compiling)" if rate else "") + f"; run directory {workdir}")
 
 
@@ -145,12 +185,39 @@ def _report(workdir: Path) -> int:
         return 0
     if not (workdir / "metrics.jsonl").exists():
         raise ConfigError(f"{workdir} is not a run directory (no metrics.jsonl)")
-    for path in plots.learning_curves(workdir):
+    title = _title(workdir)
+    for path in plots.learning_curves(workdir, title=title):
         print(path)
     if (workdir / "checkpoints").exists() and (workdir / "config.json").exists():
-        for path in plots.model_pictures(workdir):
+        for path in _pictures(workdir, title):
             print(path)
     return 0
+
+
+def _title(workdir: Path) -> str:
+    try:
+        return json.loads((workdir / "config.json").read_text()).get("experiment") or workdir.name
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return workdir.name
+
+
+def _pictures(workdir: Path, title: str) -> list[Path]:
+    """The algorithm's pictures of the run's newest checkpoint (its first seed)."""
+    from dlcore import experiment
+    from dlcore.config import ConfigError
+    from dlcore.core import Snapshot
+    try:
+        run = experiment.load_run(workdir)
+    except ConfigError as e:  # the curves are drawn; say why there is nothing more
+        print(f"dlcore: note: no pictures of the model: {e}", file=sys.stderr)
+        return []
+    if run.algorithm.pictures is None:
+        return []
+    out = workdir / "plots"
+    out.mkdir(exist_ok=True)
+    snapshot = Snapshot(run.final, run.init, run.data, run.metrics, out,
+                        f"{title}, step {run.step}")
+    return run.algorithm.pictures(snapshot)
 
 
 if __name__ == "__main__":

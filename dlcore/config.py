@@ -14,6 +14,7 @@ import copy
 import difflib
 import importlib.util
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,15 +38,26 @@ def experiments_dir() -> Path:
 
 
 def list_experiments() -> list[tuple[str, str]]:
-    """[(name, first docstring line)] for every experiment file, sorted by name."""
+    """[(name, its docstring's first sentence)] for every experiment file, sorted by name."""
     root = experiments_dir()
     out = []
     for path in sorted(root.rglob("*.py")):
         if path.name.startswith("_") or path.parts[len(root.parts)] == "studies":
             continue  # studies/ holds scripts that run several experiments, not configs
         name = path.relative_to(root).with_suffix("").as_posix()
-        out.append((name, _docstring(path).strip().splitlines()[0] if _docstring(path) else ""))
+        out.append((name, first_sentence(_docstring(path))))
     return out
+
+
+def first_sentence(doc: str) -> str:
+    """The first paragraph of a docstring joined into one line, up to its first full stop (or
+    all of it): never cut mid-sentence."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    for i, ch in enumerate(paragraph):
+        if ch == "." and (i + 1 == len(paragraph) or paragraph[i + 1] == " ") and \
+                not paragraph[max(0, i - 3):i + 1].endswith(("e.g.", "i.e.", "et al.", " vs.")):
+            return paragraph[:i + 1]
+    return paragraph
 
 
 def _docstring(path: Path) -> str:
@@ -73,6 +85,9 @@ def load(name_or_path: str, quick: bool = False) -> dict:
     name, path = resolve(name_or_path)
     spec = importlib.util.spec_from_file_location(f"dlcore_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    own = not path.is_relative_to(experiments_dir().resolve())
+    if own and str(path.parent) not in sys.path:  # a config file imports the modules beside it
+        sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # a syntax error in a user's config deserves a clear message
@@ -87,6 +102,8 @@ def load(name_or_path: str, quick: bool = False) -> dict:
         raise ConfigError(f"config file {path}: get_config() must return a dict")
     config = copy.deepcopy(config)
     config.setdefault("experiment", name)
+    if own:  # where its own modules and relative data paths live
+        config["config_dir"] = str(path.parent)
     return config
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import data as data_lib, rl
+from dlcore import rl
 from dlcore.config import ConfigError, check
 
 
@@ -57,9 +57,9 @@ def train(config: dict, env_id: str = "CartPole-v1", seed: int = 0, log_every: i
     num_envs, num_steps, iterations = (config["data"]["num_envs"], cfg["num_steps"],
                                        config["loop"]["steps"])
     envs = vector_env(env_id, num_envs, seed)
-    spec = data_lib.env_spec(f"gymnasium:{env_id}", envs.single_observation_space,
-                             envs.single_action_space, num_envs)
-    net, tx, update = ppo.parts(config, spec)
+    spec = rl.env_spec(f"gymnasium:{env_id}", envs.single_observation_space,
+                       envs.single_action_space, num_envs)
+    net, tx, update = ppo.parts(config, spec, iterations)
     apply = lambda params, obs: net.apply(params, obs)
     norm = cfg["normalize_observations"]
 

@@ -16,7 +16,7 @@ evaluation reports the fraction of tasks on which the clip acted.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +25,17 @@ import optax
 from dlcore.config import ConfigError, check, one_of
 
 
-def defaults(**overrides) -> dict:
-    """The `meta` config section.
+class State(NamedTuple):
+    """The state of every meta-learner here."""
+    step: jax.Array  # int32 scalar
+    params: Any      # the meta-learned parameters (an initialisation, an embedding network, ...)
+    opt_state: Any
+    hyper: Any = None  # traced hyperparameters (MAML's inner_lr, inner_steps); None without
+
+
+def defaults(*keys: str, **overrides) -> dict:
+    """The `meta` config section, or the subset of it named by `keys` (each algorithm's section
+    holds only the keys it reads).
 
     inner_lr / inner_steps: the inner loop in training; test_inner_lr / test_steps: at evaluation
     (test_inner_lr 0 = inner_lr); inner_grad_clip: see the module docstring; first_order: MAML
@@ -39,25 +48,31 @@ def defaults(**overrides) -> dict:
     cfg = {"inner_lr": 0.01, "inner_steps": 1, "test_inner_lr": 0.0, "test_steps": 10,
            "inner_grad_clip": 100.0, "first_order": False, "embedding_dim": 64,
            "task_batching": "vmap"}
+    cfg = {k: cfg[k] for k in keys} if keys else cfg
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown meta keys {unknown}"
     return {**cfg, **overrides}
 
 
-def validate(cfg: dict, min_inner_steps: int = 1) -> dict:
-    """ConfigError for impossible meta settings; returns the settings with test_inner_lr filled."""
-    check(isinstance(cfg["inner_lr"], (int, float)) and cfg["inner_lr"] > 0, "meta.inner_lr",
-          f"must be a positive number; got {cfg['inner_lr']!r}")
-    check(type(cfg["inner_steps"]) is int and cfg["inner_steps"] >= min_inner_steps,
-          "meta.inner_steps", f"must be an integer >= {min_inner_steps}; got {cfg['inner_steps']!r}")
-    check(type(cfg["test_steps"]) is int and cfg["test_steps"] >= 0, "meta.test_steps",
-          f"must be an integer >= 0; got {cfg['test_steps']!r}")
-    check(isinstance(cfg["test_inner_lr"], (int, float)) and cfg["test_inner_lr"] >= 0,
-          "meta.test_inner_lr", f"must be >= 0 (0 = meta.inner_lr); got {cfg['test_inner_lr']!r}")
-    one_of(cfg.get("task_batching", "vmap"), "meta.task_batching", ("vmap", "unroll"))
-    check(isinstance(cfg["inner_grad_clip"], (int, float)) and cfg["inner_grad_clip"] >= 0,
-          "meta.inner_grad_clip", f"must be >= 0 (0 = off); got {cfg['inner_grad_clip']!r}")
-    return {"task_batching": "vmap", **cfg, "test_inner_lr": cfg["test_inner_lr"] or cfg["inner_lr"]}
+def validate(cfg: dict) -> dict:
+    """ConfigError for impossible meta settings (of the keys present); returns the settings with
+    test_inner_lr filled (0 = inner_lr)."""
+    for key, positive, what in (("inner_lr", True, "a positive number"),
+                                ("test_inner_lr", False, ">= 0 (0 = meta.inner_lr)"),
+                                ("inner_grad_clip", False, ">= 0 (0 = off)")):
+        v = cfg.get(key, 1.0)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
+        check(ok, f"meta.{key}", f"must be {what}; got {v!r}")
+    for key, low in (("inner_steps", 1), ("test_steps", 0), ("embedding_dim", 1)):
+        if key in cfg:
+            check(type(cfg[key]) is int and cfg[key] >= low, f"meta.{key}",
+                  f"must be an integer >= {low}; got {cfg[key]!r}")
+    if "task_batching" in cfg:
+        one_of(cfg["task_batching"], "meta.task_batching", ("vmap", "unroll"))
+    out = dict(cfg)
+    if "test_inner_lr" in cfg:
+        out["test_inner_lr"] = cfg["test_inner_lr"] or cfg.get("inner_lr", 0.0)
+    return out
 
 
 def task_loss(apply: Callable, task: str) -> Callable:
@@ -161,11 +176,36 @@ def evaluate_tasks(per_task: Callable, split: dict, eval_tasks: tuple, task: str
     return metrics
 
 
-# summary.json names the task evaluation's headline metrics without the split prefix
-ALIASES = {"regression": {"mse_after_steps": "test/mse_after_steps",
-                          "median_mse_after_steps": "test/median_mse_after_steps",
-                          "mse_ci95_after_steps": "test/mse_ci95_after_steps"},
-           "classification": {}}
+# what `dlcore run` prints first: the score after the test-time steps, on the test tasks
+HEADLINE = {"regression": ("test_mse",), "classification": ("test_accuracy",)}
+
+
+def pictures(task: str, adapt: Callable | None = None, apply: Callable | None = None) -> Callable:
+    """A meta-learner's pictures(snapshot): after_steps.png (the test score against the number of
+    test-time steps, 95 % band, from the run's summary) and, for regression with `adapt(params,
+    support, key, steps=s)` and `apply(params, x)`, fits.png (four test tasks' fits after 0, 1
+    and 10 steps)."""
+    def draw(s):
+        from dlcore import plots
+        out = []
+        if task == "regression" and adapt is not None:
+            tasks = jax.tree.map(lambda a: a[:4], s.data.splits["test"])
+            xs = jnp.linspace(-5, 5, 200, dtype=jnp.float32)[:, None]
+            fits = {}
+            for steps in (0, 1, 10):
+                def one(support):
+                    return apply(adapt(s.state.params, support, jax.random.key(0), steps=steps),
+                                 xs)[:, 0]
+                fits[steps] = jax.device_get(jax.jit(jax.vmap(one))(tasks["support"]))
+            out.append(plots.fits_figure({s.title: fits}, tasks, s.out_dir / "fits.png"))
+        name = "mse" if task == "regression" else "accuracy"
+        if f"test_{name}_after_steps" in s.metrics:
+            out.append(plots.after_steps_figure(
+                {s.title: (s.metrics[f"test_{name}_after_steps"],
+                           s.metrics.get(f"test_{name}_ci95_after_steps"))},
+                name, s.out_dir / "after_steps.png"))
+        return out
+    return draw
 
 
 def check_support(support: dict, input_shape: tuple, task: str, n_way: int | None = None) -> None:
@@ -190,12 +230,23 @@ def check_support(support: dict, input_shape: tuple, task: str, n_way: int | Non
         raise ValueError(f"support y must be [K, 1] regression targets; got {tuple(y.shape)}")
 
 
-def model_apply(model) -> Callable:
-    """apply(params, x) for a stateless model (no batch norm, no dropout): the inner loop adapts
-    `params` alone. ConfigError otherwise."""
+def model_apply(model, input_shape: tuple) -> Callable:
+    """apply(params, x [n, ...]) -> [n, out] of a dlcore.models.Model whose state is its parameters
+    alone (no batch statistics): the inner loop adapts `params`. Evaluation mode (no dropout).
+    ConfigError for a model with batch norm or dropout."""
+    module = model.module
     for attr, bad in (("batch_norm", True), ("dropout", 0.0)):
-        if hasattr(model, attr) and (getattr(model, attr) == bad if attr == "batch_norm"
-                                     else getattr(model, attr) > 0):
+        if hasattr(module, attr) and (getattr(module, attr) == bad if attr == "batch_norm"
+                                      else getattr(module, attr) > 0):
             raise ConfigError(f"config key 'model.{attr}': meta-learning here adapts plain "
                               f"parameters; set model.{attr}={'False' if attr == 'batch_norm' else 0.0}")
-    return lambda params, x: model.apply({"params": params}, x, train=False)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape)))
+    if set(shapes) - {"params"} and any(jax.tree.leaves(shapes[k]) for k in set(shapes) - {"params"}):
+        raise ConfigError(f"config key 'model.name': meta-learning here adapts plain parameters; "
+                          f"this model also keeps {sorted(set(shapes) - {'params'})}")
+    return lambda params, x: model.apply({"params": params}, x, False, None)[0]
+
+
+def init_params(model, input_shape: tuple, key: jax.Array):
+    """The model's initial parameters."""
+    return model.init(key, jnp.zeros((1, *input_shape)))["params"]

@@ -47,7 +47,16 @@ def put_replicated(tree, mesh: Mesh | None):
     return jax.device_put(tree) if mesh is None else jax.device_put(tree, replicated(mesh))
 
 
-def check_divisible(batch_size: int, mesh: Mesh | None) -> None:
-    if mesh is not None and batch_size % mesh.size:
-        raise ConfigError(f"config key 'data.batch_size': {batch_size} is not divisible by the "
-                          f"{mesh.size} devices of the mesh")
+def check_batch(batch, mesh: Mesh | None) -> None:
+    """ConfigError unless every array of a batch (shapes suffice) splits evenly over the mesh."""
+    if mesh is None:
+        return
+    leaves = jax.tree.leaves(batch)
+    if not leaves:
+        raise ConfigError(f"config key 'loop.devices': this algorithm's steps take no batch (it "
+                          f"collects its own experience), so there is nothing to split over "
+                          f"{mesh.size} devices; use loop.devices=1 (and --seeds to fill a device)")
+    for leaf in leaves:
+        if not leaf.shape or leaf.shape[0] % mesh.size:
+            raise ConfigError(f"config key 'data.batch_size': a batch of {leaf.shape[0] if leaf.shape else 0} "
+                              f"is not divisible by the {mesh.size} devices of the mesh")

@@ -1,11 +1,9 @@
-"""PNG figures: learning curves from a run's `metrics.jsonl`, and what the trained model does (from
-its checkpoint); `dlcore report DIR` redraws them all."""
+"""PNG figures: learning curves from a run's `metrics.jsonl`, and the drawings that models and
+algorithms use for their pictures (filters, activations, gradients through time, episodes, fits);
+`dlcore report DIR` redraws them all. Nothing here knows a metric name or a model family."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import jax
 
 import matplotlib
 
@@ -17,11 +15,14 @@ import numpy as np  # noqa: E402
 from dlcore.writers import read_jsonl  # noqa: E402
 
 
-def learning_curves(workdir: str | Path) -> list[Path]:
-    """One panel per metric kind (loss, accuracy, ...), train and evaluation splits together.
+def learning_curves(workdir: str | Path, title: str | None = None) -> list[Path]:
+    """One panel per metric (loss, accuracy, ...), its splits together: 'train' is the running
+    mean over training steps, the others whole-split evaluations.
 
-    Writes workdir/plots/<kind>.png and returns the paths; per-seed curves are drawn faintly
-    behind their mean when the run trained several seeds in one program.
+    Writes workdir/plots/<metric>.png and returns the paths; per-seed curves are drawn faintly
+    behind their mean when the run trained several seeds in one program. A metric whose values are
+    all positive and span more than a factor of 30 is drawn on a log scale. title: the run's name
+    (default: the directory's).
     """
     workdir = Path(workdir)
     rows = read_jsonl(workdir / "metrics.jsonl")
@@ -44,11 +45,14 @@ def learning_curves(workdir: str | Path) -> list[Path]:
                 ax.plot(steps, values, color=line.get_color(), alpha=0.25, linewidth=0.8)
         ax.set_xlabel("step")
         ax.set_ylabel(kind)
-        if kind in ("loss", "grad_norm", "mse"):
+        values = np.asarray([r[n] for r in rows for n in names
+                             if n.split("/", 1)[1] == kind and n in r], np.float64)
+        values = values[np.isfinite(values)]
+        if values.size and values.min() > 0 and values.max() > 30 * values.min():
             ax.set_yscale("log")
         ax.legend()
         ax.grid(alpha=0.3)
-        ax.set_title(f"{workdir.name}: {kind}")
+        ax.set_title(f"{title or workdir.name}: {kind}")
         fig.tight_layout()
         path = out_dir / f"{kind}.png"
         fig.savefig(path)
@@ -57,44 +61,7 @@ def learning_curves(workdir: str | Path) -> list[Path]:
     return paths
 
 
-# --- inside the model (dlcore.analysis) ---------------------------------------------------------
-
-def model_pictures(workdir: str | Path, num_inputs: int = 4) -> list[Path]:
-    """What the trained model does, from its newest checkpoint (written to workdir/plots):
-
-    filters.png (a CNN's first-layer filters), activations.png (each recorded layer's activations
-    for `num_inputs` test inputs), grad_through_time.png (a recurrent model's ||dL/dh_t|| against
-    t, at initialisation and after training). Models with nothing to show get nothing.
-    """
-    from dlcore import analysis
-    workdir = Path(workdir)
-    run = analysis.load_run(workdir)
-    out_dir = workdir / "plots"
-    out_dir.mkdir(exist_ok=True)
-    if run.spec.get("kind") == "env":
-        return rl_pictures(run, workdir)
-    if run.spec.get("kind", "examples") != "examples":
-        return meta_pictures(run, workdir)
-    test = run.splits["test"]
-    x = test["x"][:num_inputs]
-    name = run.config["model"]["name"]
-    paths = []
-    if name == "cnn":
-        paths.append(filters(np.asarray(run.final.params["conv_0"]["kernel"]),
-                             out_dir / "filters.png", f"{workdir.name}: first-layer filters"))
-    acts = analysis.intermediates(run.model, run.final, x)
-    if acts:
-        paths.append(activations(x, test["y"][:num_inputs], acts, out_dir / "activations.png",
-                                 f"{workdir.name}: activations for {len(x)} test inputs"))
-    if name == "rnn":
-        batch = {"x": test["x"][:256], "y": test["y"][:256]}
-        curves = {label: analysis.grad_through_time(run.model, state, batch, run.spec["task"])
-                  for label, state in (("at initialisation", run.init),
-                                       (f"after {run.step} steps", run.final))}
-        paths.append(grad_through_time(curves, out_dir / "grad_through_time.png",
-                                       f"{workdir.name}: gradient through time"))
-    return paths
-
+# --- what models and algorithms draw ------------------------------------------------------------
 
 def filters(kernel: np.ndarray, path: Path, title: str) -> Path:
     """kernel [k, in, out] (1-D: one small line plot per filter) or [kh, kw, in, out] (2-D: one
@@ -177,18 +144,12 @@ def grad_through_time(curves: dict[str, np.ndarray], path: Path, title: str) -> 
 
 # --- reinforcement learning --------------------------------------------------------------------------
 
-def rl_pictures(run, workdir: Path) -> list[Path]:
-    """episode.png (frames of one greedy episode of the trained policy, from the evaluation's
-    first reset) and trajectory.png (that episode's observations and return against time)."""
-    from dlcore import rl
+def episode_pictures(env_name: str, ep: dict, out: Path, title: str) -> list[Path]:
+    """episode.png (frames of one episode, dlcore.envs.render) and trajectory.png (its observations
+    and return against time). ep: {'obs': [T+1, ...], 'reward': [T], 'length': T}."""
     from dlcore.envs import render
-    env, env_params = rl.environment(run.spec)
-    key = jax.random.fold_in(jax.random.key(run.spec["eval_seed"]), 0)
-    ep = rl.greedy_episode(env, env_params, run.algorithm.act(run.final), key,
-                           run.spec["max_steps"])
-    out = workdir / "plots"
-    title = f"{workdir.name}: greedy episode after {run.step} steps, return {ep['reward'].sum():.1f}"
-    paths = [render.filmstrip(out / "episode.png", run.spec["env"], ep["obs"],
+    title = f"{title}: greedy episode, return {ep['reward'].sum():.1f}"
+    paths = [render.filmstrip(out / "episode.png", env_name, ep["obs"],
                               np.concatenate([[0.0], ep["reward"]]))]
     fig, (a, b) = plt.subplots(2, 1, figsize=(6, 4.5), dpi=120, sharex=True)
     for i in range(ep["obs"].shape[1]):
@@ -208,38 +169,6 @@ def rl_pictures(run, workdir: Path) -> list[Path]:
 
 
 # --- meta-learning ----------------------------------------------------------------------------------
-
-def meta_pictures(run, workdir: Path) -> list[Path]:
-    """fits.png (regression: a few test tasks' fits after 0, 1 and 10 steps) and
-    after_steps.png (the test score against the number of test-time steps, 95 % band)."""
-    summary = json.loads((workdir / "summary.json").read_text())["metrics"]
-    paths = []
-    if run.spec["task"] == "regression":
-        tasks = jax.tree.map(lambda a: a[:4], run.splits["test"])
-        fits = sinusoid_fits(run, tasks, steps=(0, 1, 10))
-        paths.append(fits_figure({workdir.name: fits}, tasks, workdir / "plots" / "fits.png"))
-    name = "mse" if run.spec["task"] == "regression" else "accuracy"
-    if f"test_{name}_after_steps" in summary:
-        paths.append(after_steps_figure(
-            {workdir.name: (summary[f"test_{name}_after_steps"],
-                            summary.get(f"test_{name}_ci95_after_steps"))},
-            name, workdir / "plots" / "after_steps.png"))
-    return paths
-
-
-def sinusoid_fits(run, tasks: dict, steps=(0, 1, 10), grid: int = 200) -> dict:
-    """{steps: predictions [tasks, grid]} on x = linspace(-5, 5, grid) after adapting each task's
-    support set for that many steps with the run's own `adapt`."""
-    xs = np.linspace(-5, 5, grid, dtype=np.float32)[:, None]
-    apply = lambda p, x: run.model.apply({"params": p}, x, train=False)
-    params = run.final.params
-    out = {}
-    for s in steps:
-        def one(support):
-            return apply(run.algorithm.adapt(params, support, jax.random.key(0), steps=s), xs)[:, 0]
-        out[s] = np.asarray(jax.jit(jax.vmap(one))(tasks["support"]))
-    return out
-
 
 def fits_figure(fits: dict, tasks: dict, path: Path) -> Path:
     """fits: {label: {steps: [tasks, grid]}}; one row per label, one column per task."""

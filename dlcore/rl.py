@@ -33,9 +33,11 @@ from dlcore.config import ConfigError, check
 WINDOW = 100  # final_return: the mean over each seed's last 100 training episodes (CleanRL's report)
 
 
-def defaults(**overrides) -> dict:
-    """The `rl` section, shared by every RL algorithm (each has its own section too)."""
+def defaults(*keys: str, **overrides) -> dict:
+    """The `rl` section shared by the RL algorithms (each has its own section too), or the subset
+    named by `keys`."""
     cfg = dict(gamma=0.99, num_steps=128, normalize_observations=False)
+    cfg = {k: cfg[k] for k in keys} if keys else cfg
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown rl keys {unknown}"
     cfg.update(overrides)
@@ -43,10 +45,19 @@ def defaults(**overrides) -> dict:
 
 
 def validate(cfg: dict) -> dict:
-    check(0.0 <= cfg["gamma"] <= 1.0, "rl.gamma", f"must be in [0, 1]; got {cfg['gamma']}")
-    check(isinstance(cfg["num_steps"], int) and cfg["num_steps"] > 0, "rl.num_steps",
-          f"must be a positive integer; got {cfg['num_steps']}")
+    check(isinstance(cfg["gamma"], (int, float)) and 0.0 <= cfg["gamma"] <= 1.0, "rl.gamma",
+          f"must be in [0, 1]; got {cfg['gamma']}")
+    if "num_steps" in cfg:
+        check(isinstance(cfg["num_steps"], int) and cfg["num_steps"] > 0, "rl.num_steps",
+              f"must be a positive integer; got {cfg['num_steps']}")
     return cfg
+
+
+def require_env(spec: dict, algorithm: str) -> None:
+    """ConfigError unless the data is an environment (dlcore.data.env)."""
+    if "env" not in spec:
+        raise ConfigError(f"config key 'data.name': {algorithm} learns from an environment; "
+                          "set data.name=env and data.env=<id> (e.g. CartPole-v1)")
 
 
 def environment(spec: dict):
@@ -369,7 +380,73 @@ def evaluator(act: Callable, spec: dict) -> Callable:
     return evaluate
 
 
-ALIASES = {"final_return": "test/final_return", "greedy_return": "test/greedy_return"}
+# what `dlcore run` prints for an RL run: the last 100 training episodes, and the greedy policy
+HEADLINE = ("test_final_return", "test_greedy_return")
+
+
+def pictures(act: Callable, spec: dict) -> Callable:
+    """An RL algorithm's pictures(state, initial, data, out_dir, title): episode.png (frames of one
+    greedy episode of the trained policy, from the evaluation's first reset) and trajectory.png
+    (its observations and return against time)."""
+    def draw(state, initial, data, out_dir, title):
+        from dlcore import plots
+        env, env_params = environment(spec)
+        key = jax.random.fold_in(jax.random.key(spec["eval_seed"]), 0)
+        ep = greedy_episode(env, env_params, act(state), key, spec["max_steps"])
+        return plots.episode_pictures(spec["env"], ep, out_dir, title)
+    return draw
+
+
+# --- the actor-critic shared by PPO, A2C and REINFORCE -------------------------------------------
+
+class ActorCriticState(NamedTuple):
+    step: jax.Array   # i32[] iterations done
+    params: Any
+    opt_state: Any
+    runner: Runner
+
+
+def actor_critic(model_cfg: dict, spec: dict):
+    """The actor-critic network of a `model` section {'hidden', 'activation'} for the env in spec."""
+    from dlcore.models.policy import ActorCritic
+    hidden = tuple(model_cfg["hidden"])
+    check(all(isinstance(w, int) and w > 0 for w in hidden), "model.hidden",
+          f"widths must be positive integers; got {list(hidden)}")
+    from dlcore.models.mlp import ACTIVATIONS
+    from dlcore.config import one_of
+    one_of(model_cfg["activation"], "model.activation", ACTIVATIONS)
+    return ActorCritic(num_actions=spec["num_outputs"], discrete=spec["discrete"], hidden=hidden,
+                       activation=model_cfg["activation"])
+
+
+def actor_critic_init(net, tx, spec: dict) -> Callable:
+    """init(key) -> ActorCriticState of the network and its environments."""
+    env, env_params = environment(spec)
+
+    def init(key: jax.Array) -> ActorCriticState:
+        k_net, k_env = jax.random.split(key)
+        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
+        runner = runner_init(env, env_params, spec["num_envs"], k_env)
+        return ActorCriticState(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
+    return init
+
+
+def env_spec(name: str, obs_space, action_space, num_envs: int) -> dict:
+    """The spec RL algorithms read, from an environment's spaces (dlcore.envs' or Gymnasium's:
+    a discrete space has `n`, a box `shape`, `low`, `high`)."""
+    discrete = hasattr(action_space, "n")
+    return {"env": name, "task": "control", "input_shape": tuple(obs_space.shape),
+            "discrete": discrete,
+            "num_outputs": int(action_space.n) if discrete else int(np.prod(action_space.shape)),
+            "action_shape": () if discrete else tuple(action_space.shape),
+            "action_low": None if discrete else np.asarray(action_space.low, np.float32),
+            "action_high": None if discrete else np.asarray(action_space.high, np.float32),
+            "num_envs": num_envs}
+
+
+def model_defaults(hidden=(64, 64), activation: str = "tanh") -> dict:
+    """The `model` section of an RL algorithm's networks."""
+    return {"hidden": tuple(hidden), "activation": activation}
 
 
 # --- the CPU deadlock guard -----------------------------------------------------------------------
@@ -401,22 +478,17 @@ def guard() -> bool:
 
 # --- the PureJaxRL shape ----------------------------------------------------------------------------
 
-def make_train(config: dict) -> Callable:
-    """train(key) -> (state, curve): the whole run of `config` as one jittable function of a key.
+def make_train(algorithm, steps: int, log_every: int) -> Callable:
+    """train(key) -> (state, curve): `steps` steps of an RL algorithm (dlcore.core.Algorithm whose
+    step takes no batch) as one jittable function of a key.
 
-    The same key streams as `dlcore run` (loop.split_keys), so train(key(seed)) ends in the state
-    the host loop reaches. curve: each step metric averaged over every `loop.log_every` steps,
-    [steps // log_every] per metric, so its size is fixed by the config, not by the step count.
+    The same key streams as the host loop (dlcore.core.split_keys), so train(key(seed)) ends in the
+    state `dlcore run` reaches. curve: each step metric averaged over every `log_every` steps,
+    [steps // log_every] per metric, so its size is fixed by the arguments, not by a step count.
     `jax.jit(jax.vmap(train))(keys)` trains one run per key. On CPU call `guard()` before JAX
     computes anything."""
-    from dlcore import algorithms, data as data_lib
-    from dlcore.loop import split_keys
-    splits, spec = data_lib.load(config["data"])
-    check(spec["kind"] == "env", "data.name", f"make_train needs an environment; got "
-          f"'{config['data']['name']}'")
-    algorithm = algorithms.get(config["algorithm"]).make(config, spec)
-    steps, every = config["loop"]["steps"], config["loop"]["log_every"]
-    check(steps % every == 0, "loop.log_every", f"must divide loop.steps ({steps}); got {every}")
+    from dlcore.core import split_keys
+    check(steps % log_every == 0, "loop.log_every", f"must divide loop.steps ({steps}); got {log_every}")
 
     def train(key: jax.Array):
         keys = split_keys(key)
@@ -425,11 +497,11 @@ def make_train(config: dict) -> Callable:
         def update(state, t):
             return algorithm.step(state, None, jax.random.fold_in(keys["step"], t))
 
-        if every == 1:  # a nested scan of one step is its own while loop: measurably slower on CPU
+        if log_every == 1:  # a nested scan of one step is its own while loop: slower on CPU
             return jax.lax.scan(update, state, jnp.arange(steps))
 
         def chunk(state, c):
-            state, metrics = jax.lax.scan(update, state, c * every + jnp.arange(every))
+            state, metrics = jax.lax.scan(update, state, c * log_every + jnp.arange(log_every))
             return state, jax.tree.map(lambda m: m.mean(0), metrics)
-        return jax.lax.scan(chunk, state, jnp.arange(steps // every))
+        return jax.lax.scan(chunk, state, jnp.arange(steps // log_every))
     return train

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import config as config_lib
-from dlcore import loop
+from dlcore import experiment as experiment_lib
 
 
 def run_variants(experiment: str, variants: dict[str, list[str]], out_dir: str | Path,
                  seeds: int = 3, quick: bool = False, progress: bool = True) -> dict[str, dict]:
     """{label: summary} for each variant of `experiment` (overrides are checked before any run)."""
-    base = config_lib.load(experiment, quick=quick)
-    configs = {label: config_lib.apply_overrides(base, sets) for label, sets in variants.items()}
+    configs = {label: experiment_lib.load(experiment, quick=quick, overrides=sets)
+               for label, sets in variants.items()}
     out = {}
     for label, cfg in configs.items():
         cfg["experiment"] = f"{experiment}[{label}]"
-        out[label] = loop.run(cfg, Path(out_dir) / label, seeds=seeds, progress=progress)
+        out[label] = experiment_lib.run(cfg, Path(out_dir) / label, seeds=seeds, progress=progress)
     return out
 
 

@@ -1,27 +1,32 @@
 """Hyperparameter sweeps in one program: every (grid point, seed) member trains in one jitted
-program, `jax.vmap`-ped over the members' states, through the host loop (dlcore.loop.run, members=).
+program, `jax.vmap`-ped over the members' states, through the host loop (loop.train, members=).
 
-    summary = run_sweep(config, {"inner_lr": [0.003, 0.01, 0.03], "inner_steps": [1, 2, 3]},
-                        seeds=3, workdir="runs/sweep")
+    summary = run_sweep(config, {"optim.learning_rate": [1e-3, 3e-3, 1e-2],
+                                 "optim.weight_decay": [0.0, 0.1]}, seeds=3, workdir="runs/sweep")
 
-What can be swept: the hyperparameters an algorithm carries in its state (`state.hyper`, a dict of
-scalars that its step and evaluation read), listed with the config key each starts from in the
-algorithm module's `HYPER` (MAML: inner_lr <- meta.inner_lr, inner_steps <- meta.inner_steps).
+What can be swept is what a state carries as a traced number:
+
+* every optimizer hyperparameter of dlcore.optim (`optim.learning_rate`, `optim.weight_decay`,
+  `optim.l2`, `optim.clip_norm`, `optim.b1`, ...): optax.inject_hyperparams keeps them in the
+  optimizer state, so any algorithm whose optimizer comes from `optim.build` sweeps them;
+* the keys an algorithm module lists in `HYPER` (MAML: `meta.inner_lr`, `meta.inner_steps`, kept
+  in `state.hyper`).
+
 Members of one program share its shapes and its length, so the program is built from the config
-with every swept key at its largest value in the grid (for a step count, the length of a loop that
-masks the steps past each member's own count: dlcore.meta.adapt), and each member's `hyper` is then
-set to its own point. Every point's settings are checked (ConfigError) before anything compiles.
+with every swept key at its largest value in the grid (which transforms the optimizer chain has; a
+step count is the length of a loop that masks the steps past each member's own count:
+dlcore.meta.adapt), and each member's numbers are then set to its own point. Every point's settings
+are checked (ConfigError) before anything compiles. A key that changes shapes (model widths, batch
+size) cannot share a program: it is refused, naming what can be swept.
 
 Member m is (point m // seeds, seed config['seed'] + m % seeds) and gets the keys that seed gets in
-`dlcore run` (dlcore.loop.split_keys): a member trains as `dlcore run` with that seed and its point's
-settings does, to float rounding (tests/test_sweep.py).
+`dlcore run`; it computes what `dlcore run` with that seed and its point's settings computes, the
+seeds vmapped (tests/test_sweep.py checks equality over the first steps; README: "Sweeps").
 
 The run directory is a `dlcore run` directory of the program (checkpoints, resume, NaN guard,
 metrics.jsonl with per-member values under 'per_seed', TensorBoard, plots): config.json holds the
-program's config and the sweep ({'grid', 'seeds'}). Run again in the same directory, a sweep resumes
-from its newest good checkpoint; a directory holding another run or another sweep is refused.
-summary.json is then replaced by the sweep's: per grid point the metrics' means and stds over seeds
-and their per-seed values.
+program's config and the sweep ({'grid', 'seeds'}); summary.json then holds, per grid point, the
+metrics' means and stds over its seeds and their per-seed values.
 """
 from __future__ import annotations
 
@@ -33,26 +38,29 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from dlcore import algorithms, data as data_lib, loop
-from dlcore.config import ConfigError, check
+from dlcore import data as data_lib, experiment, loop, optim, rundir
+from dlcore.config import ConfigError, check, get
 
 
-def sweepable(config: dict) -> dict[str, str]:
-    """{hyperparameter: the config key it starts from} that `config`'s algorithm can sweep."""
-    return dict(getattr(algorithms.get(config["algorithm"]), "HYPER", {}))
+def sweepable(config: dict) -> list[str]:
+    """The config keys `config`'s algorithm can sweep in one program."""
+    keys = [f"optim.{k}" for k in optim.HYPERPARAMETERS] if "optim" in config else []
+    return keys + list(experiment.maker(config["algorithm"]).hyper)
 
 
 def check_grid(config: dict, grid: dict) -> dict[str, list]:
-    """The grid as {name: [values]}; ConfigError naming any key that cannot be swept."""
+    """The grid as {config key: [values]}; ConfigError naming any key that cannot be swept."""
     keys = sweepable(config)
     check(isinstance(grid, dict) and len(grid) > 0, "sweep",
-          f"needs at least one hyperparameter to sweep; got {grid!r}")
+          f"needs at least one key to sweep; got {grid!r}")
     for name, values in grid.items():
         if name not in keys:
-            choices = ", ".join(keys) or "none (its state carries no hyperparameters)"
-            raise ConfigError(f"sweep key '{name}' is not a hyperparameter that algorithm "
-                              f"'{config['algorithm']}' can sweep in one program; sweepable: {choices}")
+            raise ConfigError(
+                f"sweep key '{name}' cannot be swept in one program for algorithm "
+                f"'{config['algorithm']}' (it is not a number the state carries; keys that change "
+                f"shapes never are); sweepable: {', '.join(keys) or 'none'}")
         check(isinstance(values, (list, tuple)) and len(values) > 0, f"sweep.{name}",
               f"must be a non-empty list of values; got {values!r}")
     return {name: list(values) for name, values in grid.items()}
@@ -64,11 +72,10 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 
 def point_config(config: dict, point: dict) -> dict:
-    """`config` with each hyperparameter of `point` set at its config key."""
-    keys = sweepable(config)
+    """`config` with each key of `point` set."""
     cfg = copy.deepcopy(config)
-    for name, value in point.items():
-        *path, last = keys[name].split(".")
+    for key, value in point.items():
+        *path, last = key.split(".")
         section = cfg
         for part in path:
             section = section[part]
@@ -76,64 +83,85 @@ def point_config(config: dict, point: dict) -> dict:
     return cfg
 
 
-def run_sweep(config: dict, grid: dict[str, list], seeds: int = 1, workdir: str | Path = "runs/sweep",
-              progress: bool = True) -> dict:
-    """Train every (grid point, seed) of `config` in one program (resuming what is in `workdir`);
-    returns the summary it writes."""
+def run_sweep(config: dict, grid: dict[str, list], seeds: int = 1,
+              workdir: str | Path = "runs/sweep", progress: bool = True) -> dict:
+    """Train every (grid point, seed) of a complete `config` in one program (resuming what is in
+    `workdir`); returns the summary it writes."""
     t_start = time.perf_counter()
     workdir = Path(workdir)
-    check(isinstance(seeds, int) and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
+    check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
+    config = experiment.complete(config)
     loop.validate(config["loop"])
     check(config["loop"]["devices"] == 1, "loop.devices",
           f"a sweep runs on one device; got {config['loop']['devices']}")
     grid = check_grid(config, grid)
     points = grid_points(grid)
-    program = program_config(config, grid, points)
+    data = data_lib.load(config["data"])
+    make = experiment.maker(config["algorithm"]).make
+    for point in points:  # every point's settings checked before anything compiles
+        make(point_config(config, point), data, config["loop"]["steps"])
+    program = point_config(config, {k: max(v) for k, v in grid.items()})
+    program["sweep"] = {"grid": grid, "seeds": seeds}
+    algorithm = make(program, data, program["loop"]["steps"])
 
-    seed_list = [config["seed"] + s for _ in points for s in range(seeds)]
-    values = {name: [point[name] for point in points for _ in range(seeds)] for name in grid}
-    run = loop.run({**program, "sweep": {"grid": grid, "seeds": seeds}}, workdir, progress=progress,
-                   members=(seed_list, lambda states: with_hyper(states, values)))
-
+    members = [(p, config["seed"] + s) for p in range(len(points)) for s in range(seeds)]
+    member_cfgs = [point_config(config, points[p]) for p, _ in members]
+    run = loop.train(algorithm, data, program["loop"], workdir,
+                     members=([s for _, s in members], lambda states: with_points(
+                         states, member_cfgs, list(grid), experiment.maker(config["algorithm"]).hyper)),
+                     record=experiment.record(program), name=config["experiment"],
+                     progress=progress)
     summary = {
         "experiment": config["experiment"],
         "grid": grid,
         "points": [_point_summary(point, run["per_seed"], p, seeds) for p, point in enumerate(points)],
         "seeds": seeds,
-        "seed_values": seed_list[:seeds],
-        "members": len(seed_list),
+        "seed_values": [config["seed"] + s for s in range(seeds)],
+        "members": len(members),
         "seconds": time.perf_counter() - t_start,
         "steps": run["steps"],
         "steps_per_second": run["steps_per_second"],  # of the whole program: a step updates all
+        "headline": run["headline"],
         "versions": run["versions"],
-        "config": program,
+        "config": experiment.record(program),
     }
     if "early_stopping" in run:  # per member
         summary["early_stopping"] = run["early_stopping"]
-    loop._write_json(workdir / "summary.json", summary)  # the loop's per-member summary, regrouped
+    rundir.write_json(workdir / "summary.json", summary)  # the loop's per-member summary, regrouped
     return summary
 
 
-def program_config(config: dict, grid: dict[str, list], points: list[dict]) -> dict:
-    """The config the one program is built from: every swept key at its largest value. Every
-    point's settings are checked first (ConfigError), and the algorithm's state must carry `hyper`."""
-    _, spec = data_lib.load(config["data"])
-    module = algorithms.get(config["algorithm"])
-    for point in points:
-        module.make(point_config(config, point), spec)
-    program = point_config(config, {name: max(values) for name, values in grid.items()})
-    state = jax.eval_shape(module.make(program, spec).init, jax.random.key(0))  # traced, not run
-    check(isinstance(getattr(state, "hyper", None), dict), "algorithm",
-          f"'{config['algorithm']}' lists HYPER but its state has no `hyper` dict")
-    return program
+def with_points(states, member_cfgs: list[dict], keys: list[str], hyper: dict):
+    """`states` (a leading member axis [M]) with each member's swept numbers set from its config:
+    optimizer hyperparameters in every optax.inject_hyperparams state of the tree, the
+    algorithm's HYPER keys in `state.hyper`."""
+    optim_keys = [k.split(".", 1)[1] for k in keys if k.startswith("optim.")]
+    if optim_keys:
+        values = [optim.injected(cfg["optim"]) for cfg in member_cfgs]
+
+        def set_optim(node):
+            if not _is_injected(node):
+                return node
+            new = {k: jnp.asarray([v[k] for v in values], node.hyperparams[k].dtype)
+                   for k in optim_keys}
+            return node._replace(hyperparams={**node.hyperparams, **new})
+        found = [n for n in jax.tree.leaves(states, is_leaf=_is_injected) if _is_injected(n)]
+        if not found:
+            raise ConfigError("sweep: this algorithm's state holds no dlcore.optim optimizer "
+                              f"state, so {', '.join('optim.' + k for k in optim_keys)} cannot "
+                              "be swept in one program")
+        states = jax.tree.map(set_optim, states, is_leaf=_is_injected)
+    own = [k for k in keys if k in hyper]
+    if own:
+        current = states.hyper
+        states = states._replace(hyper={**current, **{
+            hyper[k]: jnp.asarray([get(cfg, k) for cfg in member_cfgs], current[hyper[k]].dtype)
+            for k in own}})
+    return states
 
 
-def with_hyper(states, values: dict[str, list]):
-    """`states` (a leading member axis [M]) with each swept `hyper` entry set to its member's value.
-    values: {name: [M values]}."""
-    hyper = {**states.hyper, **{name: jnp.asarray(v, states.hyper[name].dtype)
-                                for name, v in values.items()}}
-    return states._replace(hyper=hyper)
+def _is_injected(node) -> bool:
+    return isinstance(node, optax.InjectStatefulHyperparamsState)
 
 
 def _point_summary(point: dict, per_member: dict, p: int, seeds: int) -> dict:

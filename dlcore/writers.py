@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import struct
 import sys
@@ -192,30 +193,41 @@ def _parse_event(data: bytes) -> list[tuple[int, str, float]]:
 # --- progress bar ---------------------------------------------------------------------------------
 
 class Progress:
-    """`step/total  pct  rate it/s  ETA  key metrics` on stderr.
+    """`label step/total pct rate it/s ETA split/metric value ...` on stderr.
 
-    Redrawn in place on a terminal; on a pipe or a CI log, one line about every 10 % of the run.
-    """
+    The rate and ETA count from `start_timing` (after the first call, which compiles). Every scalar
+    metric of the latest record is shown under its full name ('train/loss', 'test/accuracy'), the
+    line cut to the terminal's width. Redrawn in place on a terminal; on a pipe or a CI log, one
+    line about every 10 % of the run."""
 
     def __init__(self, total: int, start: int = 0, stream=None, label: str = ""):
         self.total, self.start, self.label = total, start, label
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = time.perf_counter()
+        self.t0, self.step0 = None, start
         self._next_line = start
+
+    def start_timing(self, step: int) -> None:
+        self.t0, self.step0 = time.perf_counter(), step
+
+    def exclude(self, seconds: float) -> None:
+        """Time spent on something else than training steps (evaluating, compiling it)."""
+        if self.t0 is not None:
+            self.t0 += seconds
 
     def update(self, step: int, metrics: dict | None = None) -> None:
         if not self.tty and step < self._next_line and step < self.total:
             return
         self._next_line = step + max(1, self.total // 10)
-        elapsed = time.perf_counter() - self.t0
-        done = step - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        elapsed = time.perf_counter() - self.t0 if self.t0 is not None else 0.0
+        rate = (step - self.step0) / elapsed if elapsed > 0 and step > self.step0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else math.inf
-        shown = " ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in (metrics or {}).items()
-                         if k in ("train/loss", "test/accuracy", "validation/accuracy"))
+        shown = " ".join(f"{k} {v:.4g}" for k, v in (metrics or {}).items()
+                         if isinstance(v, (int, float)))
         line = (f"{self.label}{step}/{self.total} {100 * step / max(self.total, 1):3.0f}% "
                 f"{rate:,.0f} it/s ETA {_clock(eta)} {shown}")
+        width = shutil.get_terminal_size((200, 20)).columns if self.tty else 400
+        line = line[:width - 1]
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()
 

@@ -1,6 +1,6 @@
 """Advantage actor-critic, synchronous (A2C: Mnih et al. 2016's A3C without the asynchrony).
 
-    state = State(step, params, opt_state, runner)   (the PPO state: dlcore.algorithms.ppo.State)
+    state = State(step, params, opt_state, runner)   (dlcore.rl.ActorCriticState)
     step(state, None, key): a rollout of rl.num_steps steps of data.num_envs environments,
         GAE(λ) targets (a2c.gae_lambda = 1: n-step returns), then ONE gradient step on
         loss = -mean(A · log π(a|s)) + a2c.vf_coef · mean((R - V(s))²) - a2c.ent_coef · entropy.
@@ -15,28 +15,30 @@ import jax
 import optax
 
 from dlcore import optim, rl
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.ppo import State, initializer, network
 from dlcore.config import check
+from dlcore.core import Algorithm, Data
+from dlcore.rl import ActorCriticState as State
 
 
-def defaults(**overrides) -> dict:
-    """The `a2c` section."""
-    cfg = dict(gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, normalize_advantages=False)
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown a2c keys {unknown}"
-    cfg.update(overrides)
-    return cfg
+def defaults() -> dict:
+    """The sections A2C reads (Stable-Baselines3's A2C settings)."""
+    return {"model": rl.model_defaults(), "rl": rl.defaults(num_steps=5),
+            "a2c": {"gae_lambda": 1.0, "ent_coef": 0.0, "vf_coef": 0.5,
+                    "normalize_advantages": False},
+            "optim": optim.defaults(name="rmsprop", learning_rate=7e-4, rms_decay=0.99, eps=1e-5,
+                                    clip_norm=0.5)}
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    rl.require_env(spec, "a2c")
     cfg, a = rl.validate(config["rl"]), config["a2c"]
     check(0 <= a["gae_lambda"] <= 1, "a2c.gae_lambda", f"must be in [0, 1]; got {a['gae_lambda']}")
-    net = network(config, spec)
+    net = rl.actor_critic(config["model"], spec)
     apply = lambda params, obs: net.apply(params, obs)
-    tx = optim.build(config["optim"], config["loop"]["steps"])
+    tx = optim.build(config["optim"], steps)
     discrete = spec["discrete"]
-    init = initializer(net, tx, spec)
+    init = rl.actor_critic_init(net, tx, spec)
 
     def loss_fn(params, data):
         pi, value = apply(params, data["obs"])
@@ -61,4 +63,5 @@ def make(config: dict, spec: dict) -> Algorithm:
         return state, {**metrics, **rl.episode_metrics(runner)}
 
     greedy = rl.actor_critic_greedy(apply, spec, cfg)
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), headline=rl.HEADLINE,
+                     pictures=rl.pictures(greedy, spec), extras={"act": greedy})

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from dlcore import optim, rl
-from dlcore.algorithms import Algorithm
 from dlcore.config import check
+from dlcore.core import Algorithm, Data
 from dlcore.models.policy import QNetwork
 
 
@@ -47,15 +47,14 @@ class State(NamedTuple):
     runner: rl.Runner
 
 
-def defaults(**overrides) -> dict:
-    """The `dqn` section (CleanRL dqn.py, CartPole-v1)."""
-    cfg = dict(buffer_size=10000, batch_size=128, learning_starts=10000, train_frequency=10,
-               target_network_frequency=500, tau=1.0, start_e=1.0, end_e=0.05,
-               exploration_fraction=0.5, double=False)
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown dqn keys {unknown}"
-    cfg.update(overrides)
-    return cfg
+def defaults() -> dict:
+    """The sections DQN reads (CleanRL dqn.py, CartPole-v1)."""
+    return {"model": rl.model_defaults(hidden=(120, 84), activation="relu"),
+            "rl": rl.defaults("gamma", "normalize_observations"),
+            "dqn": {"buffer_size": 10000, "batch_size": 128, "learning_starts": 10000,
+                    "train_frequency": 10, "target_network_frequency": 500, "tau": 1.0,
+                    "start_e": 1.0, "end_e": 0.05, "exploration_fraction": 0.5, "double": False},
+            "optim": optim.defaults(name="adam", learning_rate=2.5e-4)}
 
 
 def validate(d: dict, per_step: int) -> None:
@@ -79,16 +78,18 @@ def epsilon(d: dict, env_steps, total_env_steps: int):
     return d["start_e"] + frac * (d["end_e"] - d["start_e"])
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    rl.require_env(spec, "dqn")
     rl.require_discrete(spec, "dqn")
     cfg, d = rl.validate(config["rl"]), config["dqn"]
     num_envs = spec["num_envs"]
     per_step = d["train_frequency"] * num_envs  # environment steps (transitions) per step
     validate(d, per_step)
-    total = config["loop"]["steps"] * per_step
+    total = steps * per_step
     m = config["model"]
     net = QNetwork(spec["num_outputs"], hidden=tuple(m["hidden"]), activation=m["activation"])
-    tx = optim.build(config["optim"], config["loop"]["steps"])
+    tx = optim.build(config["optim"], steps)
     env, env_params = rl.environment(spec)
     norm = cfg["normalize_observations"]
     n = d["buffer_size"]
@@ -169,4 +170,5 @@ def make(config: dict, spec: dict) -> Algorithm:
                                                                    norm)), -1)
         return policy
 
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), headline=rl.HEADLINE,
+                     pictures=rl.pictures(greedy, spec), extras={"act": greedy})

@@ -19,38 +19,37 @@ takes parameters, not a state, and uses the config's values.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import data as data_lib, meta, models, optim
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.supervised import check_input_shape
+from dlcore import meta, models, optim
+from dlcore.core import Algorithm, Data
+from dlcore.meta import State
+
+# the config keys a MAML state carries as traced hyperparameters, and their names in `state.hyper`
+# (dlcore.sweep sets them per member)
+HYPER = {"meta.inner_lr": "inner_lr", "meta.inner_steps": "inner_steps"}
 
 
-class State(NamedTuple):
-    step: jax.Array  # int32 scalar
-    params: Any      # the model's parameters: the meta-learned initialisation
-    opt_state: Any
-    hyper: Any = None  # traced hyperparameters (MAML's: HYPER); None for algorithms without them
+def defaults() -> dict:
+    """The sections MAML reads: Finn et al.'s sinusoid settings."""
+    return {"model": {"name": "mlp"}, "optim": optim.defaults(),
+            "meta": meta.defaults("inner_lr", "inner_steps", "test_inner_lr", "test_steps",
+                                  "inner_grad_clip", "first_order", "task_batching")}
 
 
-# the hyperparameters a MAML state carries, and the config key each starts from (dlcore.sweep)
-HYPER = {"inner_lr": "meta.inner_lr", "inner_steps": "meta.inner_steps"}
-
-
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
     m = meta.validate(config["meta"])
-    check_input_shape(config["model"], spec["input_shape"])
-    model = models.build(config["model"], spec["num_outputs"])
-    loss = meta.task_loss(meta.model_apply(model), spec["task"])
-    tx = optim.build(config["optim"], config["loop"]["steps"])
-    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+    model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
+    apply = meta.model_apply(model, spec["input_shape"])
+    loss = meta.task_loss(apply, spec["task"])
+    tx = optim.build(config["optim"], steps)
+    eval_tasks = spec["eval_tasks"]
 
     def init(key: jax.Array) -> State:
-        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        params = meta.init_params(model, spec["input_shape"], key)
         hyper = {"inner_lr": jnp.asarray(m["inner_lr"], jnp.float32),
                  "inner_steps": jnp.asarray(m["inner_steps"], jnp.int32)}
         return State(jnp.zeros((), jnp.int32), params, tx.init(params), hyper)
@@ -94,4 +93,5 @@ def make(config: dict, spec: dict) -> Algorithm:
         return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"],
                                    unroll=m["task_batching"] == "unroll")
 
-    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])
+    return Algorithm(init, step, evaluate, headline=meta.HEADLINE[spec["task"]],
+                     pictures=meta.pictures(spec["task"], adapt, apply), extras={"adapt": adapt})

@@ -14,22 +14,29 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import data as data_lib, meta, models, optim
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.maml import State
-from dlcore.algorithms.supervised import check_input_shape
+from dlcore import meta, models, optim
+from dlcore.core import Algorithm, Data
+from dlcore.meta import State
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def defaults() -> dict:
+    """The sections Meta-SGD reads (the rates start at meta.inner_lr)."""
+    return {"model": {"name": "mlp"}, "optim": optim.defaults(),
+            "meta": meta.defaults("inner_lr", "inner_steps", "test_steps", "inner_grad_clip",
+                                  "task_batching")}
+
+
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
     m = meta.validate(config["meta"])
-    check_input_shape(config["model"], spec["input_shape"])
-    model = models.build(config["model"], spec["num_outputs"])
-    loss = meta.task_loss(meta.model_apply(model), spec["task"])
-    tx = optim.build(config["optim"], config["loop"]["steps"])
-    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+    model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
+    apply = meta.model_apply(model, spec["input_shape"])
+    loss = meta.task_loss(apply, spec["task"])
+    tx = optim.build(config["optim"], steps)
+    eval_tasks = spec["eval_tasks"]
 
     def init(key: jax.Array) -> State:
-        net = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        net = meta.init_params(model, spec["input_shape"], key)
         params = {"net": net, "lr": jax.tree.map(lambda p: jnp.full_like(p, m["inner_lr"]), net)}
         return State(jnp.zeros((), jnp.int32), params, tx.init(params))
 
@@ -60,7 +67,8 @@ def make(config: dict, spec: dict) -> Algorithm:
         return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"],
                                    unroll=m["task_batching"] == "unroll")
 
-    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])
+    return Algorithm(init, step, evaluate, headline=meta.HEADLINE[spec["task"]],
+                     pictures=meta.pictures(spec["task"], adapt, apply), extras={"adapt": adapt})
 
 
 def _mean_leaf(tree) -> jax.Array:

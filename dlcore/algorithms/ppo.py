@@ -23,26 +23,20 @@ import jax.numpy as jnp
 import optax
 
 from dlcore import optim, rl
-from dlcore.algorithms import Algorithm
 from dlcore.config import check
+from dlcore.core import Algorithm, Data
 from dlcore.models.policy import ActorCritic
+from dlcore.rl import ActorCriticState as State
 
 
-class State(NamedTuple):
-    step: jax.Array   # i32[] iterations done
-    params: Any
-    opt_state: Any
-    runner: rl.Runner
-
-
-def defaults(**overrides) -> dict:
-    """The `ppo` section (CleanRL's CartPole settings)."""
-    cfg = dict(update_epochs=4, num_minibatches=4, gae_lambda=0.95, clip_coef=0.2,
-               clip_value=True, ent_coef=0.01, vf_coef=0.5, normalize_advantages=True)
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown ppo keys {unknown}"
-    cfg.update(overrides)
-    return cfg
+def defaults() -> dict:
+    """The sections PPO reads: CleanRL's ppo.py settings for CartPole."""
+    return {"model": rl.model_defaults(), "rl": rl.defaults(),
+            "ppo": {"update_epochs": 4, "num_minibatches": 4, "gae_lambda": 0.95,
+                    "clip_coef": 0.2, "clip_value": True, "ent_coef": 0.01, "vf_coef": 0.5,
+                    "normalize_advantages": True},
+            "optim": optim.defaults(name="adam", learning_rate=2.5e-4, eps=1e-5,
+                                    schedule="linear", clip_norm=0.5)}
 
 
 def validate(p: dict, batch: int) -> None:
@@ -59,24 +53,6 @@ def validate(p: dict, batch: int) -> None:
     check(p["clip_coef"] > 0, "ppo.clip_coef", f"must be > 0; got {p['clip_coef']}")
 
 
-def network(config: dict, spec: dict) -> ActorCritic:
-    m = config["model"]
-    return ActorCritic(num_actions=spec["num_outputs"], discrete=spec["discrete"],
-                       hidden=tuple(m["hidden"]), activation=m["activation"])
-
-
-def initializer(net: ActorCritic, tx: optax.GradientTransformation, spec: dict):
-    """init(key) -> State of an actor-critic and its environments (PPO, A2C, REINFORCE)."""
-    env, env_params = rl.environment(spec)
-
-    def init(key: jax.Array) -> State:
-        k_net, k_env = jax.random.split(key)
-        params = net.init(k_net, jnp.zeros((1, *spec["input_shape"])))
-        runner = rl.runner_init(env, env_params, spec["num_envs"], k_env)
-        return State(jnp.zeros((), jnp.int32), params, tx.init(params), runner)
-    return init
-
-
 class Parts(NamedTuple):
     """PPO without its environments, for host loops (dlcore.gym): the network, the optimizer and
     update(params, opt_state, batch, key) -> (params, opt_state, metrics), batch from
@@ -86,14 +62,14 @@ class Parts(NamedTuple):
     update: Any
 
 
-def parts(config: dict, spec: dict) -> Parts:
+def parts(config: dict, spec: dict, steps: int) -> Parts:
+    """PPO's update for `steps` iterations of the environments in `spec`."""
     cfg, p = rl.validate(config["rl"]), config["ppo"]
     size = spec["num_envs"] * cfg["num_steps"]  # transitions per iteration
     validate(p, size)
-    net = network(config, spec)
+    net = rl.actor_critic(config["model"], spec)
     apply = lambda params, obs: net.apply(params, obs)
-    tx = optim.build(config["optim"],
-                     config["loop"]["steps"] * p["update_epochs"] * p["num_minibatches"])
+    tx = optim.build(config["optim"], steps * p["update_epochs"] * p["num_minibatches"])
     discrete, eps = spec["discrete"], p["clip_coef"]
 
     def loss_fn(params, mb):
@@ -137,11 +113,13 @@ def parts(config: dict, spec: dict) -> Parts:
     return Parts(net, tx, update)
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    rl.require_env(spec, "ppo")
     cfg, p = rl.validate(config["rl"]), config["ppo"]
-    net, tx, update = parts(config, spec)
+    net, tx, update = parts(config, spec, steps)
     apply = lambda params, obs: net.apply(params, obs)
-    init = initializer(net, tx, spec)
+    init = rl.actor_critic_init(net, tx, spec)
 
     def step(state: State, batch, key: jax.Array) -> tuple[State, dict]:
         del batch  # the step collects its own experience
@@ -153,4 +131,5 @@ def make(config: dict, spec: dict) -> Algorithm:
         return state, {**metrics, **rl.episode_metrics(runner)}
 
     greedy = rl.actor_critic_greedy(apply, spec, cfg)
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), headline=rl.HEADLINE,
+                     pictures=rl.pictures(greedy, spec), extras={"act": greedy})

@@ -17,26 +17,35 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import data as data_lib, meta, models, optim
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.maml import State
-from dlcore.algorithms.supervised import check_input_shape
+from dlcore import meta, models, optim
+from dlcore.core import Algorithm, Data
+from dlcore.meta import State
 
 
-def make(config: dict, spec: dict) -> Algorithm:
-    m = meta.validate(config["meta"], min_inner_steps=0)
-    check_input_shape(config["model"], spec["input_shape"])
+def defaults() -> dict:
+    """The sections the pretrained baseline reads (fine-tuning: meta.test_*)."""
+    return {"model": {"name": "mlp"}, "optim": optim.defaults(),
+            "meta": meta.defaults("test_inner_lr", "test_steps", "inner_grad_clip",
+                                  "task_batching", test_inner_lr=0.02)}
+
+
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    m = meta.validate(config["meta"])
     classify = spec["task"] == "classification"
     # pretraining predicts every training class; fine-tuning an N-way task swaps the head
-    model = models.build(config["model"], spec["num_train_classes"] if classify else 1)
-    test_model = models.build(config["model"], spec["test_n_way"]) if classify else model
-    pool_loss = meta.task_loss(meta.model_apply(model), spec["task"])
-    loss = meta.task_loss(meta.model_apply(test_model), spec["task"])
-    tx = optim.build(config["optim"], config["loop"]["steps"])
-    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+    model = models.build(config["model"], spec["input_shape"],
+                         spec["num_train_classes"] if classify else 1)
+    test_model = (models.build(config["model"], spec["input_shape"], spec["test_n_way"])
+                  if classify else model)
+    pool_loss = meta.task_loss(meta.model_apply(model, spec["input_shape"]), spec["task"])
+    test_apply = meta.model_apply(test_model, spec["input_shape"])
+    loss = meta.task_loss(test_apply, spec["task"])
+    tx = optim.build(config["optim"], steps)
+    eval_tasks = spec["eval_tasks"]
 
     def init(key: jax.Array) -> State:
-        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        params = meta.init_params(model, spec["input_shape"], key)
         return State(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     def pooled(batch: dict) -> dict:
@@ -79,4 +88,6 @@ def make(config: dict, spec: dict) -> Algorithm:
         return meta.evaluate_tasks(per_task, split, eval_tasks, spec["task"],
                                    unroll=m["task_batching"] == "unroll")
 
-    return Algorithm(init, step, evaluate, adapt=adapt, aliases=meta.ALIASES[spec["task"]])
+    return Algorithm(init, step, evaluate, headline=meta.HEADLINE[spec["task"]],
+                     pictures=meta.pictures(spec["task"], adapt, test_apply),
+                     extras={"adapt": adapt})

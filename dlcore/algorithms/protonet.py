@@ -15,26 +15,32 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import data as data_lib, meta, models, optim
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.maml import State
-from dlcore.algorithms.supervised import check_input_shape
+from dlcore import meta, models, optim
 from dlcore.config import check
+from dlcore.core import Algorithm, Data
+from dlcore.meta import State
 
 
-def make(config: dict, spec: dict) -> Algorithm:
-    check(spec["task"] == "classification", "data.name",
-          "prototypical networks classify; choose a few-shot classification data set")
-    dim = config["meta"].get("embedding_dim", 64)
-    check(type(dim) is int and dim > 0, "meta.embedding_dim", f"must be a positive integer; got {dim}")
-    check_input_shape(config["model"], spec["input_shape"])
-    model = models.build(config["model"], dim)
-    embed = meta.model_apply(model)
-    tx = optim.build(config["optim"], config["loop"]["steps"])
-    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+def defaults() -> dict:
+    """The sections ProtoNets read: the embedding network (`model`, num_outputs =
+    meta.embedding_dim) and its optimizer."""
+    return {"model": {"name": "cnn"}, "optim": optim.defaults(),
+            "meta": meta.defaults("embedding_dim")}
+
+
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    check(spec["task"] == "classification" and "eval_tasks" in spec, "data.name",
+          "prototypical networks classify episodes; choose a few-shot data set (glyphs, "
+          "digits_classes)")
+    dim = meta.validate(config["meta"])["embedding_dim"]
+    model = models.build(config["model"], spec["input_shape"], dim)
+    embed = meta.model_apply(model, spec["input_shape"])
+    tx = optim.build(config["optim"], steps)
+    eval_tasks = spec["eval_tasks"]
 
     def init(key: jax.Array) -> State:
-        params = model.init(key, jnp.zeros((1, *spec["input_shape"])), train=False)["params"]
+        params = meta.init_params(model, spec["input_shape"], key)
         return State(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     def prototypes(params, support: dict, n_way: int) -> jax.Array:
@@ -72,4 +78,5 @@ def make(config: dict, spec: dict) -> Algorithm:
             return {"loss": l[None], "score": acc[None], "clipped": jnp.zeros((), bool)}
         return meta.evaluate_tasks(per_task, split, eval_tasks, "classification")
 
-    return Algorithm(init, step, evaluate, adapt=adapt, aliases={})
+    return Algorithm(init, step, evaluate, headline=("test_accuracy",),
+                     pictures=meta.pictures("classification"), extras={"adapt": adapt})

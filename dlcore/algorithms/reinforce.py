@@ -1,6 +1,6 @@
 """REINFORCE with a learned baseline (Williams 1992; Sutton & Barto 2018, §13.4).
 
-    state = State(step, params, opt_state, runner)   (the PPO state: dlcore.algorithms.ppo.State)
+    state = State(step, params, opt_state, runner)   (dlcore.rl.ActorCriticState)
     step(state, None, key): every one of data.num_envs environments is reset and plays ONE whole
         episode (the rollout is the environment's step limit long; the steps after an episode's
         end are masked out), then one gradient step on
@@ -9,7 +9,7 @@
 
 Monte-Carlo returns are unbiased; the baseline V only lowers their variance (it gets no gradient
 through the policy term). A time-limit truncation bootstraps G from V(final observation), as
-dlcore.rl does everywhere. `rl.num_steps` is unused: an episode decides the length.
+dlcore.rl does everywhere. There is no `rl.num_steps`: an episode decides the length.
 """
 from __future__ import annotations
 
@@ -18,29 +18,29 @@ import jax.numpy as jnp
 import optax
 
 from dlcore import optim, rl
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.ppo import State, initializer, network
+from dlcore.core import Algorithm, Data
+from dlcore.rl import ActorCriticState as State
 
 
-def defaults(**overrides) -> dict:
-    """The `reinforce` section."""
-    cfg = dict(vf_coef=0.5, ent_coef=0.0, normalize_advantages=True)
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown reinforce keys {unknown}"
-    cfg.update(overrides)
-    return cfg
+def defaults() -> dict:
+    """The sections REINFORCE reads."""
+    return {"model": rl.model_defaults(), "rl": rl.defaults("gamma", "normalize_observations"),
+            "reinforce": {"vf_coef": 0.5, "ent_coef": 0.0, "normalize_advantages": True},
+            "optim": optim.defaults(name="adam", learning_rate=1e-3, schedule="linear")}
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
+    rl.require_env(spec, "reinforce")
     cfg, r = rl.validate(config["rl"]), config["reinforce"]
-    net = network(config, spec)
+    net = rl.actor_critic(config["model"], spec)
     apply = lambda params, obs: net.apply(params, obs)
-    tx = optim.build(config["optim"], config["loop"]["steps"])
+    tx = optim.build(config["optim"], steps)
     env, env_params = rl.environment(spec)
     discrete, num_envs, horizon = spec["discrete"], spec["num_envs"], spec["max_steps"]
     norm = cfg["normalize_observations"]
 
-    init = initializer(net, tx, spec)
+    init = rl.actor_critic_init(net, tx, spec)
 
     def episodes(params, runner: rl.Runner, key):
         """One episode per environment from a fresh reset: the trajectory [horizon, E, ...]."""
@@ -93,4 +93,5 @@ def make(config: dict, spec: dict) -> Algorithm:
         return state, {**metrics, **rl.episode_metrics(runner)}
 
     greedy = rl.actor_critic_greedy(apply, spec, cfg)
-    return Algorithm(init, step, rl.evaluator(greedy, spec), aliases=rl.ALIASES, act=greedy)
+    return Algorithm(init, step, rl.evaluator(greedy, spec), headline=rl.HEADLINE,
+                     pictures=rl.pictures(greedy, spec), extras={"act": greedy})

@@ -43,53 +43,45 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import data as data_lib, meta, models, optim
-from dlcore.algorithms import Algorithm
-from dlcore.algorithms.maml import State
-from dlcore.algorithms.supervised import check_input_shape
+from dlcore import meta, models, optim
 from dlcore.config import check
+from dlcore.core import Algorithm, Data
+from dlcore.meta import State
+from dlcore.models.mlp import MLP
 
 
-def defaults(**overrides) -> dict:
-    """The `zeroshot` config section. attribute_hidden: hidden widths of g (() = linear);
-    attribute_loss: weight of the attribute-detection loss (0 = off; see the module docstring)."""
-    cfg = {"attribute_hidden": (), "attribute_loss": 0.0}
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown zeroshot keys {unknown}"
-    return {**cfg, **overrides}
-
-
-def settings(config: dict) -> dict:
-    """The `zeroshot` section with every key present (a config without one gets the defaults)."""
-    zs = {**defaults(), **config.get("zeroshot", {})}
-    w = zs["attribute_loss"]
-    check(isinstance(w, (int, float)) and w >= 0, "zeroshot.attribute_loss",
-          f"must be a number >= 0 (0 = off); got {w!r}")
-    return zs
+def defaults() -> dict:
+    """The sections zero-shot learning reads. zeroshot.attribute_hidden: hidden widths of g
+    (() = linear); zeroshot.attribute_loss: weight of the attribute-detection loss (0 = off; see
+    the module docstring)."""
+    return {"model": {"name": "cnn"}, "optim": optim.defaults(),
+            "meta": meta.defaults("embedding_dim"),
+            "zeroshot": {"attribute_hidden": (), "attribute_loss": 0.0}}
 
 
 def networks(config: dict, spec: dict):
-    """(f, g): the image network ([n, *input_shape] -> [n, D]) and the attribute network
-    ([N, A] -> [N, D]), D = meta.embedding_dim. ConfigError for data without attributes."""
+    """(f, g): the image network ([n, *input_shape] -> [n, D], a dlcore.models.Model) and the
+    attribute network ([N, A] -> [N, D], a Flax MLP), D = meta.embedding_dim. ConfigError for
+    data without attributes."""
     check(spec["task"] == "classification" and spec.get("attribute_dim", 0) > 0, "data.name",
           f"zero-shot learning needs classes described by attribute vectors; "
           f"'{config['data']['name']}' has none (glyphs has them)")
-    dim = config["meta"].get("embedding_dim", 64)
-    check(type(dim) is int and dim > 0, "meta.embedding_dim",
-          f"must be a positive integer; got {dim}")
-    hidden = tuple(settings(config)["attribute_hidden"])
+    dim = meta.validate(config["meta"])["embedding_dim"]
+    w = config["zeroshot"]["attribute_loss"]
+    check(isinstance(w, (int, float)) and w >= 0, "zeroshot.attribute_loss",
+          f"must be a number >= 0 (0 = off); got {w!r}")
+    hidden = tuple(config["zeroshot"]["attribute_hidden"])
     check(all(type(w) is int and w > 0 for w in hidden), "zeroshot.attribute_hidden",
           f"widths must be positive integers; got {list(hidden)}")
-    check_input_shape(config["model"], spec["input_shape"])
-    image_net = models.build(config["model"], dim)
-    meta.model_apply(image_net)  # ConfigError for batch norm or dropout: params are all the state
-    return image_net, models.MLP(hidden=hidden, num_outputs=dim)
+    image_net = models.build(config["model"], spec["input_shape"], dim)
+    meta.model_apply(image_net, spec["input_shape"])  # ConfigError for batch norm or dropout
+    return image_net, MLP(hidden=hidden, num_outputs=dim)
 
 
 def compatibilities(image_net, attribute_net, params: dict, x: jax.Array,
                     attributes: jax.Array) -> jax.Array:
     """The logits <f(x), g(a)>: x [n, ...] and attributes [N, A] -> [n, N]."""
-    z = image_net.apply({"params": params["image"]}, x, train=False)  # [n, D]
+    z = image_net.apply({"params": params["image"]}, x, False, None)[0]  # [n, D]
     return z @ attribute_net.apply({"params": params["attributes"]}, attributes).T
 
 
@@ -102,17 +94,18 @@ def attribute_directions(attribute_net, params: dict, num_attributes: int) -> ja
     return e[:-1] - e[-1]
 
 
-def make(config: dict, spec: dict) -> Algorithm:
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    spec = data.spec
     image_net, attribute_net = networks(config, spec)
-    attribute_weight = float(settings(config)["attribute_loss"])
-    tx = optim.build(config["optim"], config["loop"]["steps"])
-    eval_tasks = data_lib.eval_tasks(config["data"], spec)
+    attribute_weight = float(config["zeroshot"]["attribute_loss"])
+    tx = optim.build(config["optim"], steps)
+    eval_tasks = spec["eval_tasks"]
     num_attributes = spec["attribute_dim"]
 
     def init(key: jax.Array) -> State:
         k_image, k_attr = jax.random.split(key)
-        x, a = jnp.zeros((1, *spec["input_shape"])), jnp.zeros((1, num_attributes))
-        params = {"image": image_net.init(k_image, x, train=False)["params"],
+        a = jnp.zeros((1, num_attributes))
+        params = {"image": meta.init_params(image_net, spec["input_shape"], k_image),
                   "attributes": attribute_net.init(k_attr, a)["params"]}
         return State(jnp.zeros((), jnp.int32), params, tx.init(params))
 
@@ -123,7 +116,7 @@ def make(config: dict, spec: dict) -> Algorithm:
     def classify(params, x, y, attributes):
         """(image embeddings [n, D], mean cross-entropy, accuracy) of images x [n, ...] with labels
         y [n] among the N classes described by attributes [N, A]."""
-        z = image_net.apply({"params": params["image"]}, x, train=False)
+        z = image_net.apply({"params": params["image"]}, x, False, None)[0]
         logits = z @ class_embeddings(params, attributes).T  # [n, N]
         return (z, optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
                 (jnp.argmax(logits, -1) == y).mean())
@@ -173,4 +166,4 @@ def make(config: dict, spec: dict) -> Algorithm:
             metrics.pop(name, None)
         return {**metrics, "chance": jnp.asarray(1.0 / spec["test_n_way"], jnp.float32)}
 
-    return Algorithm(init, step, evaluate, adapt=adapt, aliases={})
+    return Algorithm(init, step, evaluate, headline=("test_accuracy",), extras={"adapt": adapt})

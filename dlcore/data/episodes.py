@@ -16,7 +16,62 @@ import numpy as np
 
 from dlcore.config import check as _check
 
-__all__ = ["sample", "sample_batch", "check", "nearest_neighbour_accuracy", "mean_ci95"]
+__all__ = ["defaults", "episodic", "sample", "sample_batch", "check", "nearest_neighbour_accuracy",
+           "mean_ci95"]
+
+
+def defaults() -> dict:
+    """The keys of an episodic source: episodes of N classes (n_way), K support (k_shot) and Q query
+    (q_query) examples each, batch_size episodes per step; the evaluation's `eval_tasks` fixed
+    episodes (eval_seed), `eval_chunk` at a time, test_n_way / test_k_shot / test_q_query of them
+    (0 = as in training)."""
+    return {"batch_size": 4, "n_way": 5, "k_shot": 1, "q_query": 15, "test_n_way": 0,
+            "test_k_shot": 0, "test_q_query": 0, "eval_tasks": 600, "eval_chunk": 50,
+            "eval_seed": 2000}
+
+
+def episodic(splits: dict, cfg: dict):
+    """`Data` of class-major splits {'train': {'x': [C, M, ...], optional 'attributes': [C, A]},
+    'test': ..., optional 'validation': ...}, classes disjoint between splits.
+
+    Training batches are `batch_size` episodes from the training classes (sample_batch), with each
+    episode's class descriptions [B, N, A] when the data has attributes (zero-shot). The spec's
+    'eval_tasks' is (n, chunk, tasks(split, i) -> the i-th chunk of the fixed evaluation episodes),
+    the same for every algorithm and seed (data.eval_seed)."""
+    from dlcore.core import Data
+    check({"train": splits["train"]}, cfg["n_way"], cfg["k_shot"], cfg["q_query"])
+    test_way = cfg.get("test_n_way") or cfg["n_way"]
+    k_test, q_test = cfg.get("test_k_shot") or cfg["k_shot"], cfg.get("test_q_query") or cfg["q_query"]
+    check({k: v for k, v in splits.items() if k != "train"}, test_way, k_test, q_test, prefix="test_")
+    for key in ("batch_size", "eval_tasks", "eval_chunk"):
+        _check(type(cfg[key]) is int and cfg[key] > 0, f"data.{key}",
+               f"must be a positive integer; got {cfg[key]!r}")
+    n, chunk = cfg["eval_tasks"], min(cfg["eval_chunk"], cfg["eval_tasks"])
+
+    def tasks(split, i):
+        key = jax.random.fold_in(jax.random.key(cfg["eval_seed"]), i)
+        return _with_attributes(sample_batch(key, split["x"], chunk, test_way, k_test, q_test), split)
+
+    def sample(split, step, key):
+        batch = sample_batch(jax.random.fold_in(key, step), split["x"], cfg["batch_size"],
+                             cfg["n_way"], cfg["k_shot"], cfg["q_query"])
+        return _with_attributes(batch, split)
+
+    x = splits["train"]["x"]
+    spec = {"task": "classification", "input_shape": tuple(x.shape[2:]),
+            "num_outputs": cfg["n_way"], "test_n_way": test_way, "num_train_classes": len(x),
+            "attribute_dim": splits["train"]["attributes"].shape[1]
+            if "attributes" in splits["train"] else 0,
+            "eval_tasks": (n, chunk, tasks)}
+    # the training classes' episodes would cost a second full evaluation and say little
+    return Data(splits, spec, sample, evaluate_train=False)
+
+
+def _with_attributes(batch: dict, split: dict) -> dict:
+    """Add each episode's class descriptions [B, N, A] when the data has them (zero-shot)."""
+    if "attributes" in split:
+        batch["attributes"] = jnp.take(split["attributes"], batch["classes"], axis=0)
+    return batch
 
 
 def sample(key: jax.Array, x: jax.Array, n_way: int, k_shot: int, q_query: int) -> dict:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcore.config import check
+from dlcore.data import episodes
 from dlcore.data.cache import cache_path, load_npz, save_npz
 
 VERSION = "v1"  # part of the cache name: bump it whenever the generator's output changes
@@ -231,7 +232,18 @@ def _int_in(cfg: dict, key: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def load(cfg: dict) -> dict[str, dict[str, np.ndarray]]:
+def defaults() -> dict:
+    """Episodes (dlcore.data.episodes) and the generator's keys (see `splits`)."""
+    return {**episodes.defaults(), "num_classes": 400, "per_class": 20, "image_size": 28,
+            "data_seed": 0, "test_classes": 100, "validation_classes": 0}
+
+
+def load(cfg: dict):
+    """Episodes of glyph classes: {'support', 'query', 'classes', 'attributes'} batches."""
+    return episodes.episodic(splits(cfg), cfg)
+
+
+def splits(cfg: dict) -> dict[str, dict[str, np.ndarray]]:
     """Class-major splits: {'train': {'x': f32 [C_tr, M, H, W, 1], 'attributes': f32 [C_tr, 20]},
     'test': {...}, and 'validation': {...} when `validation_classes` > 0}.
 

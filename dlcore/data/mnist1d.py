@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from dlcore.data import arrays as array_data
 from dlcore.data.cache import cache_path, load_npz, save_npz
 
 # The generator's own defaults (mnist1d.data.get_dataset_args), seed 42: 4000 train / 1000 test.
@@ -34,7 +35,17 @@ def generate(args: dict) -> dict[str, np.ndarray]:
             "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int32)}
 
 
-def load(cfg: dict) -> dict[str, np.ndarray]:
+def defaults() -> dict:
+    """The `data` section: every generator argument, and the keys of array data."""
+    return {**GENERATOR_ARGS, **array_data.defaults()}
+
+
+def load(cfg: dict):
+    """The `Data` of a `data` section: {'x': [b, 40], 'y': [b]} batches, ten classes."""
+    return array_data.from_arrays(arrays(cfg), cfg, "mnist1d")
+
+
+def arrays(cfg: dict) -> dict[str, np.ndarray]:
     """The arrays for the generator arguments found in `cfg` (other keys are ignored)."""
     args = {k: cfg.get(k, v) for k, v in GENERATOR_ARGS.items()}
     args["padding"] = tuple(args["padding"])

@@ -49,26 +49,37 @@ def ranges(cfg: dict) -> dict:
     return out
 
 
-def load(cfg: dict) -> tuple[dict, dict]:
+def defaults() -> dict:
+    """Finn et al.'s settings: meta-batches of 25 tasks of K = 10 support and 10 query points;
+    600 fixed test tasks with 100 query points each, scored `eval_chunk` at a time."""
+    return {"batch_size": 25, "k_shot": 10, "q_query": 10, "amplitude": DEFAULTS["amplitude"],
+            "phase": DEFAULTS["phase"], "x_range": DEFAULTS["x_range"], "eval_tasks": 600,
+            "eval_query": 100, "eval_chunk": 600, "eval_seed": 1000}
+
+
+def load(cfg: dict):
     """No training split (tasks are drawn per step); the test split is `eval_tasks` fixed tasks with
     `k_shot` support and `eval_query` query points (a larger query set than in training only makes
-    the estimate of each task's error less noisy). Returns (splits, spec)."""
-    for key in ("k_shot", "q_query", "eval_tasks", "eval_query", "eval_chunk"):
+    the estimate of each task's error less noisy). spec['eval_tasks'] = (n, chunk, tasks(split, i)
+    -> the i-th chunk of those tasks)."""
+    from dlcore.core import Data
+    for key in ("batch_size", "k_shot", "q_query", "eval_tasks", "eval_query", "eval_chunk"):
         check(type(cfg[key]) is int and cfg[key] > 0, f"data.{key}",
               f"must be a positive integer; got {cfg[key]!r}")
-    chunk = min(cfg["eval_chunk"], cfg["eval_tasks"])
-    n = -(-cfg["eval_tasks"] // chunk) * chunk  # whole chunks; the evaluation scores the first n
-    test = sample_batch(jax.random.key(cfg["eval_seed"]), n, cfg["k_shot"], cfg["eval_query"],
-                        **ranges(cfg))
-    spec = {"kind": "tasks", "task": "regression", "input_shape": (1,), "num_outputs": 1}
-    return {"train": {}, "test": jax.tree.map(np.asarray, test)}, spec
-
-
-def sampler(cfg: dict):
-    """sample(split, step, key) -> the batch of tasks for `step` (the split is unused)."""
     r = ranges(cfg)
+    n, chunk = cfg["eval_tasks"], min(cfg["eval_chunk"], cfg["eval_tasks"])
+    padded = -(-n // chunk) * chunk  # whole chunks; the evaluation scores the first n
+    test = sample_batch(jax.random.key(cfg["eval_seed"]), padded, cfg["k_shot"],
+                        cfg["eval_query"], **r)
+
+    def tasks(split, i):  # the split holds the tasks: cut chunk i out of it
+        return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, i * chunk, chunk), split)
 
     def sample(split, step, key):
         return sample_batch(jax.random.fold_in(key, step), cfg["batch_size"], cfg["k_shot"],
                             cfg["q_query"], **r)
-    return sample
+
+    spec = {"task": "regression", "input_shape": (1,), "num_outputs": 1,
+            "eval_tasks": (n, chunk, tasks)}
+    return Data({"train": {}, "test": jax.tree.map(np.asarray, test)}, spec, sample,
+                evaluate_train=False)

@@ -126,3 +126,45 @@ class CNN(nn.Module):
             raise ValueError(f"{where} turns spatial size {sizes} into {pooled}"
                              + (f" (pool {self.pool_size} after {out})" if pooled != out else "")
                              + "; use smaller kernels/strides, more padding or fewer stages")
+
+
+# --- the `cnn` family: its config section, and its picture ------------------------------------------
+
+def defaults() -> dict:
+    """The `model` section's keys (besides name and input_shape)."""
+    return {"dims": 2, "channels": (32, 64), "kernel_sizes": (3, 3), "strides": (1, 1),
+            "padding": "SAME", "pool": "none", "pool_size": 2, "residual": False,
+            "batch_norm": False, "activation": "relu", "head": "flatten", "dense": (),
+            "dropout": 0.0, "init": "lecun_normal"}
+
+
+def build(cfg: dict, input_shape: tuple, num_outputs: int) -> CNN:
+    """The CNN of a `model` section; ConfigError for any impossible value."""
+    from dlcore.models.mlp import check_dropout, positive_ints
+    check_dropout(cfg["dropout"])
+    one_of(cfg["activation"], "model.activation", ACTIVATIONS)
+    one_of(cfg["dims"], "model.dims", (1, 2))
+    one_of(cfg["pool"], "model.pool", ("none", "max", "avg"))
+    one_of(cfg["head"], "model.head", ("flatten", "avg", "max"))
+    lists = [positive_ints(cfg, k) for k in ("channels", "kernel_sizes", "strides")]
+    check(len({len(v) for v in lists}) == 1, "model.channels",
+          f"channels, kernel_sizes and strides need one entry per conv stage; got lengths "
+          f"{[len(v) for v in lists]}")
+    pad = cfg["padding"]
+    pad = int(pad) if isinstance(pad, str) and pad.isdigit() else pad  # from --set
+    check(pad in ("SAME", "VALID") or (isinstance(pad, int) and pad >= 0), "model.padding",
+          f"must be SAME, VALID or an integer >= 0; got {pad!r}")
+    return CNN(num_outputs=num_outputs, dims=cfg["dims"], channels=lists[0],
+               kernel_sizes=lists[1], strides=lists[2], padding=pad, pool=cfg["pool"],
+               pool_size=cfg["pool_size"], residual=cfg["residual"],
+               batch_norm=cfg["batch_norm"], activation=cfg["activation"], head=cfg["head"],
+               dense=positive_ints(cfg, "dense", allow_empty=True), dropout=cfg["dropout"],
+               initializer=one_of(cfg["init"], "model.init", KERNEL_INITS))
+
+
+def pictures(model, variables: dict, initial: dict, data, out_dir, title: str) -> list:
+    """filters.png: the first layer's filters."""
+    import numpy as np
+    from dlcore import plots
+    kernel = np.asarray(variables["params"]["conv_0"]["kernel"])
+    return [plots.filters(kernel, out_dir / "filters.png", f"{title}: first-layer filters")]

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlcore.config import one_of
+from dlcore.config import check, one_of
 
 ACTIVATIONS: dict[str, Callable] = {
     "sigmoid": nn.sigmoid,
@@ -91,3 +91,36 @@ class MLP(nn.Module):
 def logistic_regression(num_outputs: int, init: str = "lecun_normal") -> MLP:
     """Logistic (softmax) regression: one linear layer, [batch, ...] -> [batch, num_outputs]."""
     return MLP(hidden=(), num_outputs=num_outputs, initializer=init)
+
+
+# --- the `mlp` family: its config section ------------------------------------------------------------
+
+def defaults() -> dict:
+    """The `model` section's keys (besides name and input_shape)."""
+    return {"hidden": (100, 100), "activation": "relu", "residual": False, "dropout": 0.0,
+            "batch_norm": False, "init": "lecun_normal"}
+
+
+def build(cfg: dict, input_shape: tuple, num_outputs: int) -> MLP:
+    """The MLP of a `model` section; ConfigError for any impossible value."""
+    hidden = tuple(cfg["hidden"])
+    check(all(isinstance(w, int) and w > 0 for w in hidden), "model.hidden",
+          f"widths must be positive integers; got {list(hidden)}")
+    check_dropout(cfg["dropout"])
+    return MLP(hidden=hidden, num_outputs=num_outputs,
+               activation=one_of(cfg["activation"], "model.activation", ACTIVATIONS),
+               residual=cfg["residual"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
+               initializer=one_of(cfg["init"], "model.init", KERNEL_INITS))
+
+
+def check_dropout(rate) -> None:
+    check(isinstance(rate, (int, float)) and 0.0 <= rate < 1.0, "model.dropout",
+          f"must be in [0, 1); got {rate}")
+
+
+def positive_ints(cfg: dict, key: str, allow_empty: bool = False) -> tuple:
+    """cfg[key] as a tuple of positive integers; ConfigError naming model.<key> otherwise."""
+    values = tuple(cfg[key])
+    check((allow_empty or values) and all(isinstance(v, int) and v > 0 for v in values),
+          f"model.{key}", f"must be a list of positive integers; got {list(values)}")
+    return values

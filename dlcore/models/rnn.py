@@ -170,3 +170,38 @@ class RNN(nn.Module):
             fwd = jnp.take_along_axis(seq[..., :H], last[:, None, None], axis=1)[:, 0]
             feats = jnp.concatenate([fwd, seq[:, 0, H:]], axis=-1)  # backward ends at step 0
         return dense(self.num_outputs, feats.shape[-1], self.initializer, name="head")(feats)
+
+
+# --- the `rnn` family: its config section, and its picture ------------------------------------------
+
+def defaults() -> dict:
+    """The `model` section's keys (besides name and input_shape)."""
+    return {"cell": "gru", "hidden_size": 64, "layers": 1, "bidirectional": False,
+            "head": "last", "dropout": 0.0, "init": "torch", "forget_bias": 0.0, "unroll": 1}
+
+
+def build(cfg: dict, input_shape: tuple, num_outputs: int) -> RNN:
+    """The RNN of a `model` section; ConfigError for any impossible value."""
+    from dlcore.config import check
+    from dlcore.models.mlp import check_dropout
+    check_dropout(cfg["dropout"])
+    one_of(cfg["cell"], "model.cell", tuple(GATES))
+    one_of(cfg["head"], "model.head", HEADS)
+    for key in ("hidden_size", "layers", "unroll"):
+        check(isinstance(cfg[key], int) and cfg[key] > 0, f"model.{key}",
+              f"must be a positive integer; got {cfg[key]}")
+    return RNN(num_outputs=num_outputs, cell=cfg["cell"], hidden_size=cfg["hidden_size"],
+               layers=cfg["layers"], bidirectional=cfg["bidirectional"], head=cfg["head"],
+               dropout=cfg["dropout"], initializer=one_of(cfg["init"], "model.init", KERNEL_INITS),
+               forget_bias=cfg["forget_bias"], unroll=cfg["unroll"])
+
+
+def pictures(model, variables: dict, initial: dict, data, out_dir, title: str) -> list:
+    """grad_through_time.png: ||dL/dh_t|| against t, at initialisation and after training."""
+    from dlcore import analysis, plots
+    test = data.splits["test"]
+    batch = {"x": test["x"][:256], "y": test["y"][:256]}
+    curves = {label: analysis.grad_through_time(model.module, v, batch, data.spec["task"])
+              for label, v in (("at initialisation", initial), ("after training", variables))}
+    return [plots.grad_through_time(curves, out_dir / "grad_through_time.png",
+                                    f"{title}: gradient through time")]

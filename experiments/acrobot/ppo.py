@@ -9,12 +9,13 @@ swings above the line, at most 500 steps) near -86; CleanRL's documentation repo
 Settings: cartpole/ppo's (CleanRL's ppo.py defaults, which its Acrobot benchmark used too), only
 the environment differs.
 """
+
 from dlcore import config as config_lib
 
 
 def get_config(quick: bool = False) -> dict:
     config = config_lib.load("cartpole/ppo", quick=quick)
     del config["experiment"]  # the loader names this file's experiment
-    config["data"]["name"] = "Acrobot-v1"
-    config["published"] = {"cleanrl_ppo_acrobot_500k_3seeds": "-86.36 ± 1.32"}
+    config["data"]["env"] = "Acrobot-v1"
+    config["published"] = {"test_final_return": {"cleanrl_ppo_acrobot_500k_3seeds": "-86.36 ± 1.32"}}
     return config

@@ -9,24 +9,19 @@ update, 12,500 updates (500,000 environment steps); RMSprop 7e-4 (decay 0.99, ε
 λ 1 (n-step returns); value coefficient 0.5; entropy 0; gradient norm clipped to 0.5; actor and
 critic 64-64 tanh.
 """
-from dlcore import optim, rl
-from dlcore.algorithms import a2c
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
-        "algorithm": "a2c",
-        "seed": 0,
-        "data": {"name": "CartPole-v1", "num_envs": 8, "eval_episodes": 32, "eval_seed": 1000},
-        "model": {**model_defaults("mlp"), "hidden": (64, 64), "activation": "tanh"},
-        "rl": rl.defaults(gamma=0.99, num_steps=5),
-        "a2c": a2c.defaults(),
-        "optim": optim.defaults(name="rmsprop", learning_rate=7e-4, rms_decay=0.99, eps=1e-5,
-                                clip_norm=0.5),
-        "loop": loop_defaults(steps=12500, log_every=250, eval_every=6250, checkpoint_every=6250,
-                              best_metric="", steps_per_call=250),
+        "algorithm": "a2c",  # its defaults are Stable-Baselines3's (dlcore.algorithms.a2c.defaults)
+        "data": {"name": "env", "env": "CartPole-v1", "num_envs": 8, "eval_episodes": 32,
+                 "eval_seed": 1000},
+        "model": {"hidden": (64, 64), "activation": "tanh"},
+        "rl": {"gamma": 0.99, "num_steps": 5},
+        "optim": {"name": "rmsprop", "learning_rate": 7e-4, "rms_decay": 0.99, "eps": 1e-5,
+                  "clip_norm": 0.5},
+        "loop": {"steps": 12500, "log_every": 250, "eval_every": 6250, "checkpoint_every": 6250,
+                 "steps_per_call": 250},
     }
     if quick:
         config["data"].update(eval_episodes=4)

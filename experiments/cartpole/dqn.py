@@ -10,28 +10,23 @@ Settings (CleanRL dqn.py): one environment; 500,000 steps (50,000 updates, one e
 replay buffer 10,000; minibatch 128; Adam 2.5e-4; γ 0.99; target network copied every 500 steps;
 ε from 1 to 0.05 over the first half; learning starts after 10,000 steps; Q-network 120-84 ReLU.
 """
-from dlcore import optim, rl
-from dlcore.algorithms import dqn
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
-        "algorithm": "dqn",
-        "seed": 0,
-        "data": {"name": "CartPole-v1", "num_envs": 1, "eval_episodes": 32, "eval_seed": 1000},
-        "model": {**model_defaults("mlp"), "hidden": (120, 84), "activation": "relu"},
-        "rl": rl.defaults(gamma=0.99),
-        "dqn": dqn.defaults(),
-        "optim": optim.defaults(name="adam", learning_rate=2.5e-4),
-        "loop": loop_defaults(steps=50000, log_every=1000, eval_every=25000,
-                              checkpoint_every=25000, best_metric="", steps_per_call=1000),
-        "published": {"cleanrl_dqn_cartpole_500k_3seeds": "488.69 ± 16.11"},
+        "algorithm": "dqn",  # its defaults are CleanRL's (dlcore.algorithms.dqn.defaults)
+        "data": {"name": "env", "env": "CartPole-v1", "num_envs": 1, "eval_episodes": 32,
+                 "eval_seed": 1000},
+        "model": {"hidden": (120, 84), "activation": "relu"},
+        "rl": {"gamma": 0.99},
+        "optim": {"name": "adam", "learning_rate": 2.5e-4},
+        "loop": {"steps": 50000, "log_every": 1000, "eval_every": 25000,
+                 "checkpoint_every": 25000, "steps_per_call": 1000},
+        "published": {"test_final_return": {"cleanrl_dqn_cartpole_500k_3seeds": "488.69 ± 16.11"}},
     }
     if quick:
         config["data"].update(eval_episodes=4)
-        config["dqn"].update(learning_starts=20, buffer_size=100, batch_size=8)
+        config["dqn"] = {"learning_starts": 20, "buffer_size": 100, "batch_size": 8}
         config["loop"].update(steps=4, log_every=2, eval_every=4, checkpoint_every=2,
                               steps_per_call=2)
     return config

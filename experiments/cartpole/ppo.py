@@ -10,25 +10,20 @@ environment steps), 4 epochs of 4 minibatches, Adam 2.5e-4 annealed linearly to 
 clipped to 0.5, γ 0.99, GAE λ 0.95, clip 0.2 (policy and value), entropy 0.01, value 0.5;
 actor and critic 64-64 tanh, orthogonal initialisation.
 """
-from dlcore import optim, rl
-from dlcore.algorithms import ppo
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
-        "algorithm": "ppo",
-        "seed": 0,
-        "data": {"name": "CartPole-v1", "num_envs": 4, "eval_episodes": 32, "eval_seed": 1000},
-        "model": {**model_defaults("mlp"), "hidden": (64, 64), "activation": "tanh"},
-        "rl": rl.defaults(gamma=0.99, num_steps=128),
-        "ppo": ppo.defaults(),
-        "optim": optim.defaults(name="adam", learning_rate=2.5e-4, eps=1e-5, schedule="linear",
-                                clip_norm=0.5),
-        "loop": loop_defaults(steps=976, log_every=61, eval_every=488, checkpoint_every=488,
-                              best_metric="", steps_per_call=61),
-        "published": {"cleanrl_ppo_cartpole_500k_3seeds": "490.04 ± 6.12"},
+        "algorithm": "ppo",  # its defaults are CleanRL's (dlcore.algorithms.ppo.defaults)
+        "data": {"name": "env", "env": "CartPole-v1", "num_envs": 4, "eval_episodes": 32,
+                 "eval_seed": 1000},
+        "model": {"hidden": (64, 64), "activation": "tanh"},
+        "rl": {"gamma": 0.99, "num_steps": 128},
+        "optim": {"name": "adam", "learning_rate": 2.5e-4, "eps": 1e-5, "schedule": "linear",
+                  "clip_norm": 0.5},
+        "loop": {"steps": 976, "log_every": 61, "eval_every": 488, "checkpoint_every": 488,
+                 "steps_per_call": 61},
+        "published": {"test_final_return": {"cleanrl_ppo_cartpole_500k_3seeds": "490.04 ± 6.12"}},
     }
     if quick:
         config["data"].update(eval_episodes=4)

@@ -12,23 +12,18 @@ returns (up to ~100) has gradients far larger than the policy's, and one global-
 the policy's with them (final return 335 ± 18 over 4 seeds with clip 0.5, 497 without:
 `dlcore run cartpole/reinforce --seeds 4 --set optim.clip_norm=0.5`).
 """
-from dlcore import optim, rl
-from dlcore.algorithms import reinforce
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
         "algorithm": "reinforce",
-        "seed": 0,
-        "data": {"name": "CartPole-v1", "num_envs": 8, "eval_episodes": 32, "eval_seed": 1000},
-        "model": {**model_defaults("mlp"), "hidden": (64, 64), "activation": "tanh"},
-        "rl": rl.defaults(gamma=0.99),
-        "reinforce": reinforce.defaults(),
-        "optim": optim.defaults(name="adam", learning_rate=1e-3, schedule="linear"),
-        "loop": loop_defaults(steps=400, log_every=20, eval_every=200, checkpoint_every=200,
-                              best_metric="", steps_per_call=20),
+        "data": {"name": "env", "env": "CartPole-v1", "num_envs": 8, "eval_episodes": 32,
+                 "eval_seed": 1000},
+        "model": {"hidden": (64, 64), "activation": "tanh"},
+        "rl": {"gamma": 0.99},
+        "optim": {"name": "adam", "learning_rate": 1e-3, "schedule": "linear"},
+        "loop": {"steps": 400, "log_every": 20, "eval_every": 200, "checkpoint_every": 200,
+                 "steps_per_call": 20},
     }
     if quick:
         config["data"].update(eval_episodes=4)

@@ -6,6 +6,7 @@ Command:  dlcore run digits/pretrained      (quick smoke run: --quick; 5-shot: -
 Runtime:  about 1 minute on a 2-core CPU.
 Expected: above chance; compare with digits/protonet and nearest neighbour on pixels.
 """
+
 from dlcore.config import load
 
 
@@ -14,7 +15,7 @@ def get_config(quick: bool = False) -> dict:
     del config["experiment"]
     config["algorithm"] = "pretrained"
     config["data"].update(batch_size=1, n_way=5, k_shot=10, q_query=10, test_k_shot=1)
-    config["meta"].update(inner_steps=0, test_steps=20 if not quick else 3, test_inner_lr=0.1,
-                          task_batching="unroll")  # fine-tuning convs: see glyphs/maml
+    config["meta"] = {"test_steps": 20 if not quick else 3, "test_inner_lr": 0.1,
+                      "task_batching": "unroll"}  # fine-tuning convs: see glyphs/maml
     config["data"]["eval_chunk"] = 10
     return config

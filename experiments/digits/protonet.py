@@ -9,26 +9,21 @@ With five test classes, every 5-way test episode uses all of 5-9 in a random ord
 with 15 queries per class (data.eval_seed). Embedding: two 3x3 conv stages of 32 channels with ReLU
 and 2x2 max pooling (8 -> 2), flattened, a linear map to 64 dimensions. Adam 1e-3.
 """
-from dlcore import meta, optim
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
         "algorithm": "protonet",
-        "seed": 0,
         "data": {"name": "digits_classes", "batch_size": 4, "n_way": 5, "k_shot": 1, "q_query": 10,
                  "test_n_way": 5, "test_k_shot": 0, "test_q_query": 15, "eval_tasks": 600,
                  "eval_chunk": 100, "eval_seed": 2000, "train_classes": (0, 1, 2, 3, 4)},
-        "model": {**model_defaults("cnn"), "dims": 2, "channels": (32, 32),
-                  "kernel_sizes": (3, 3), "strides": (1, 1), "padding": "SAME", "pool": "max",
-                  "head": "flatten", "dense": (), "input_shape": (8, 8, 1)},
-        "meta": meta.defaults(embedding_dim=64, test_steps=0),
-        "optim": optim.defaults(name="adam", learning_rate=1e-3),
-        "loop": loop_defaults(steps=2000, log_every=100, eval_every=1000, checkpoint_every=1000,
-                              best_metric="", steps_per_call=1),  # conv in a scan: slow on CPU
-        "published": {},
+        "model": {"name": "cnn", "dims": 2, "channels": (32, 32), "kernel_sizes": (3, 3),
+                  "strides": (1, 1), "padding": "SAME", "pool": "max", "head": "flatten",
+                  "dense": (), "input_shape": (8, 8, 1)},
+        "meta": {"embedding_dim": 64},
+        "optim": {"name": "adam", "learning_rate": 1e-3},
+        "loop": {"steps": 2000, "log_every": 100, "eval_every": 1000, "checkpoint_every": 1000,
+                 "steps_per_call": 1},  # a conv step inside a scan: slow on CPU
     }
     if quick:
         config["data"].update(eval_tasks=20, eval_chunk=20)

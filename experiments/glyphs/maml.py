@@ -8,6 +8,7 @@ glyphs/protonet's data, test episodes and conv stages; the network ends in a 5-w
 al.'s Omniglot recipe, shortened: 5-way training episodes with 5 queries per class, 4 episodes per
 meta-batch, one inner step of 0.4 in training and three at test, Adam 1e-3, 500 meta-updates.
 """
+
 from dlcore.config import load
 
 
@@ -17,7 +18,8 @@ def get_config(quick: bool = False) -> dict:
     config["algorithm"] = "maml"
     config["data"].update(batch_size=4, n_way=5, q_query=5)
     # tasks in turn, not vmapped: 5x faster for convs on a CPU (benchmarks/meta_tasks.py)
-    config["meta"].update(inner_lr=0.4, inner_steps=1, test_steps=3, task_batching="unroll")
+    config["meta"] = {"inner_lr": 0.4, "inner_steps": 1, "test_steps": 3,
+                      "task_batching": "unroll"}
     config["data"]["eval_chunk"] = 10  # unrolled: ten tasks per compiled chunk
     if not quick:  # second-order steps through the conv stages are slow on a CPU
         config["loop"].update(steps=500, eval_every=500, checkpoint_every=250)

@@ -9,6 +9,7 @@ ProtoNets.
 glyphs/protonet's data, test episodes and conv stages. Pretraining batches are 60 classes with 2
 examples each (global labels); fine-tuning takes 20 steps of 0.1 on the support set.
 """
+
 from dlcore.config import load
 
 
@@ -17,7 +18,7 @@ def get_config(quick: bool = False) -> dict:
     del config["experiment"]
     config["algorithm"] = "pretrained"
     config["data"].update(batch_size=1, n_way=60 if not quick else 20, k_shot=1, q_query=1)
-    config["meta"].update(inner_steps=0, test_steps=20 if not quick else 3, test_inner_lr=0.1,
-                          task_batching="unroll")  # fine-tuning convs: see glyphs/maml
+    config["meta"] = {"test_steps": 20 if not quick else 3, "test_inner_lr": 0.1,
+                      "task_batching": "unroll"}  # fine-tuning convs: see glyphs/maml
     config["data"]["eval_chunk"] = 10
     return config

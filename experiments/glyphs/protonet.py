@@ -12,27 +12,22 @@ Training episodes are 20-way (Snell et al. train with more classes than they tes
 episodes for every method (data.eval_seed). Embedding: four 3x3 conv stages of 32 channels with
 ReLU and 2x2 max pooling (28 -> 1), then a linear map to 64 dimensions. Adam 1e-3.
 """
-from dlcore import meta, optim
-from dlcore.loop import defaults as loop_defaults
-from dlcore.models import defaults as model_defaults
 
 
 def get_config(quick: bool = False) -> dict:
     config = {
         "algorithm": "protonet",
-        "seed": 0,
         "data": {"name": "glyphs", "batch_size": 1, "n_way": 20, "k_shot": 1, "q_query": 5,
                  "test_n_way": 5, "test_k_shot": 0, "test_q_query": 15, "eval_tasks": 600,
                  "eval_chunk": 50, "eval_seed": 2000, "num_classes": 400, "per_class": 20,
                  "image_size": 28, "data_seed": 0, "test_classes": 100, "validation_classes": 0},
-        "model": {**model_defaults("cnn"), "dims": 2, "channels": (32, 32, 32, 32),
+        "model": {"name": "cnn", "dims": 2, "channels": (32, 32, 32, 32),
                   "kernel_sizes": (3, 3, 3, 3), "strides": (1, 1, 1, 1), "padding": "SAME",
                   "pool": "max", "head": "flatten", "dense": (), "input_shape": (28, 28, 1)},
-        "meta": meta.defaults(embedding_dim=64, test_steps=0),
-        "optim": optim.defaults(name="adam", learning_rate=1e-3),
-        "loop": loop_defaults(steps=1000, log_every=100, eval_every=1000, checkpoint_every=500,
-                              best_metric="", steps_per_call=1),
-        "published": {},
+        "meta": {"embedding_dim": 64},
+        "optim": {"name": "adam", "learning_rate": 1e-3},
+        "loop": {"steps": 1000, "log_every": 100, "eval_every": 1000, "checkpoint_every": 500,
+                 "steps_per_call": 1},
     }
     if quick:
         config["data"].update(eval_tasks=20, eval_chunk=10, num_classes=60, test_classes=20)

@@ -7,6 +7,7 @@ Expected: MSE about 1.8 after ten fine-tuning steps at K = 10 (the paper's Fig. 
 implementation; measured here 1.41 ± 0.17): averaging over phases leaves it predicting about zero, and ten small steps on ten
 points do not recover the sinusoid.
 """
+
 from dlcore.config import load
 
 
@@ -14,7 +15,7 @@ def get_config(quick: bool = False) -> dict:
     config = load("sinusoid/maml", quick=quick)
     del config["experiment"]
     config["algorithm"] = "pretrained"
-    config["meta"].update(inner_steps=0, test_inner_lr=0.02)
-    config["published"] = {"paper_fig3_k10_mse_after_10_steps": 1.8,
-                           "reference_impl_k10_mse_after_10_steps": 1.8}
+    config["meta"] = {"test_steps": 10, "test_inner_lr": 0.02}
+    config["published"] = {"test_mse_after_steps[10]": {"paper_fig3_k10": 1.8,
+                                                        "reference_impl_k10": 1.8}}
     return config

@@ -7,6 +7,7 @@ steps than MAML (its initialisation is not trained for one step).
 sinusoid/maml's data, network, meta-batch and test protocol; each task's parameters take 5 SGD steps
 of 0.01 on all of its 2K points, and Adam 1e-3 applies the meta-gradient params - mean(adapted).
 """
+
 from dlcore.config import load
 
 

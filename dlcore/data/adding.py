@@ -1,12 +1,23 @@
-"""Procedural sequence tasks, generated on the fly from a seed (nothing cached, nothing downloaded)."""
+"""The adding problem, a procedural sequence task generated from a seed (nothing cached or downloaded)."""
 from __future__ import annotations
 
 import numpy as np
 
 from dlcore.config import check
+from dlcore.data import arrays as array_data
 
 
-def adding(cfg: dict) -> dict[str, np.ndarray]:
+def defaults() -> dict:
+    return {"seq_len": 100, "train_size": 20000, "test_size": 2000, "data_seed": 0,
+            **array_data.defaults()}
+
+
+def load(cfg: dict):
+    """{'x': [b, T, 2], 'y': [b, 1]} batches of the adding problem."""
+    return array_data.from_arrays(arrays(cfg), cfg, "adding")
+
+
+def arrays(cfg: dict) -> dict[str, np.ndarray]:
     """The adding problem (Hochreiter & Schmidhuber 1997, in the form of Le et al. 2015).
 
     Each step carries two features: a value drawn from U[0, 1] and a marker that is 1 at exactly two

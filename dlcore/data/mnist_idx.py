@@ -1,0 +1,64 @@
+"""MNIST in its published IDX files, from a folder the user points at (`data.path`).
+
+x: [n, 28, 28, 1] float32 in [0, 1]; y: [n] int32. The four files keep their published names
+(train-images-idx3-ubyte, ...). Anything malformed (wrong magic number, truncated payload) is a
+ConfigError naming the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dlcore.config import ConfigError
+from dlcore.data import arrays as array_data
+from dlcore.data.npz import file_path
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def defaults() -> dict:
+    return {"path": "", **array_data.defaults()}
+
+
+def load(cfg: dict):
+    return array_data.from_arrays(arrays(cfg), cfg, "mnist_idx")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """One IDX file (http://yann.lecun.com/exdb/mnist/ format) as a numpy array."""
+    raw = Path(path).read_bytes() if Path(path).is_file() else None
+    if raw is None:
+        raise ConfigError(f"IDX file {path} does not exist")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ConfigError(f"IDX file {path}: bad magic number {raw[:4].hex()}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ConfigError(f"IDX file {path}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise ConfigError(f"IDX file {path}: {len(raw)} bytes for shape {shape}, expected {expected}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def arrays(cfg: dict) -> dict[str, np.ndarray]:
+    """`data.path`: a folder with MNIST's four IDX files (optionally .gz-free names as published).
+
+    x: [n, 28, 28, 1] float32 in [0, 1]; y: [n] int32.
+    """
+    root = file_path(cfg)
+    names = {"x": "train-images-idx3-ubyte", "y": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    out = {k: read_idx(root / v) for k, v in names.items()}
+    for split in ("", "_test"):
+        x, y = out["x" + split], out["y" + split]
+        if len(x) != len(y):
+            raise ConfigError(f"MNIST IDX in {root}: {len(x)} images but {len(y)} labels{split}")
+        out["x" + split] = (x.astype(np.float32) / 255.0)[..., None]
+        out["y" + split] = y.astype(np.int32)
+    return out
+
+

@@ -1,0 +1,289 @@
+"""The thin layer between a config and the loop: names become values here, and nowhere else.
+
+    config = load("mnist1d/mlp", overrides=["optim.learning_rate=3e-3"])  # complete and checked
+    algorithm, data = build(config)                       # the values the loop takes
+    summary = run(config, "runs/mine", seeds=3)           # loop.train(algorithm, data, ...)
+    r = load_run("runs/mine")                             # a run directory read back
+
+A config is a dict of sections. `algorithm`, `model.name` and `data.name` resolve (dlcore.names) to
+dlcore's code or yours; each section is completed from the defaults of the code that reads it (the
+algorithm's `defaults()`, the model family's, the data source's, the loop's), and a key no code
+reads is refused, naming the section's keys. Top-level keys: algorithm, seed, experiment,
+published ({summary metric: {source: figure}}), import_paths (folders made importable: a config
+file's own), changed (what differs from the experiment as published: overrides, --quick).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dlcore import config as config_lib, loop, names
+from dlcore import data as data_lib, models
+from dlcore.config import ConfigError, check
+from dlcore.core import Algorithm, Data
+
+TOP = ("algorithm", "seed", "experiment", "published", "import_paths", "changed", "sweep")
+# changing these does not change what a run computes, only how it is run and logged: a run with
+# them changed still reproduces the experiment's published figures
+BOOKKEEPING = ("loop.log_every", "loop.eval_every", "loop.checkpoint_every",
+               "loop.keep_checkpoints", "loop.plots", "loop.watchdog_seconds", "loop.devices",
+               "loop.steps_per_call", "loop.max_device_data_mb", "loop.seeds_in_one_program",
+               "supervised.eval_batch_size")
+
+
+# --- what the algorithm is ---------------------------------------------------------------------------
+
+class Maker(NamedTuple):
+    make: Any          # make(config, data, steps) -> Algorithm
+    defaults: dict     # {section: {key: default}} it reads; None: sections are not checked
+    hyper: dict        # config keys its state carries as traced hyperparameters (dlcore.sweep)
+
+
+def maker(name: Any) -> Maker:
+    """What `algorithm` stands for: dlcore's module, yours, a make function or an Algorithm."""
+    found = names.resolve(name, "algorithms", "algorithm", "make")
+    if isinstance(found, Algorithm):
+        return Maker(lambda config, data, steps: found, None, {})
+    if hasattr(found, "make") and not inspect.isfunction(found):
+        return Maker(found.make, found.defaults() if hasattr(found, "defaults") else None,
+                     dict(getattr(found, "HYPER", {})))
+    if callable(found):
+        return Maker(found, None, {})
+    raise ConfigError(f"config key 'algorithm': {names.reference(name)} is not an algorithm (a "
+                      "module with make(), a make(config, data, steps) function or an Algorithm)")
+
+
+# --- completing and overriding ---------------------------------------------------------------------
+
+def complete(config: dict) -> dict:
+    """Every section filled from the defaults of the code that reads it; ConfigError for a missing
+    name, an unknown section or an unknown key."""
+    given = copy.deepcopy(config)
+    names.import_paths(given.get("import_paths"))
+    check("algorithm" in given, "algorithm", "the config names no algorithm")
+    check(isinstance(given.get("data"), dict) and "name" in given["data"], "data.name",
+          "the config names no data source")
+    algo = maker(given["algorithm"])
+    sections = copy.deepcopy(algo.defaults) if algo.defaults is not None else {}
+    out = {"algorithm": given["algorithm"], "seed": given.get("seed", 0)}
+    for key in TOP[2:]:
+        if key in given:
+            out[key] = given[key]
+    out["data"] = _merge("data", data_lib.defaults(given["data"]["name"]), given["data"])
+    model = given.get("model", sections.get("model"))
+    if isinstance(model, dict) and "name" in {**sections.get("model", {}), **model}:
+        name = model.get("name", sections.get("model", {}).get("name"))
+        sections["model"] = models.defaults(name)
+    for section, defaults in sections.items():
+        out[section] = _merge(section, defaults, given.get(section, {}))
+    out["loop"] = _merge("loop", loop.defaults(), given.get("loop", {}))
+    for section in set(given) - set(out):
+        if algo.defaults is None and isinstance(given[section], dict):
+            out[section] = given[section]  # an algorithm without defaults(): its own sections
+            if section == "model" and "name" in given[section]:
+                out[section] = _merge("model", models.defaults(given[section]["name"]),
+                                      given[section])
+            continue
+        hint = difflib.get_close_matches(section, list(out), n=1)
+        raise ConfigError(f"config section '{section}' is not read by algorithm "
+                          f"'{names.reference(given['algorithm'])}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else "")
+                          + f" (its sections: {', '.join(s for s in out if isinstance(out[s], dict))})")
+    return out
+
+
+def _merge(section: str, defaults: dict, given: dict) -> dict:
+    if not isinstance(given, dict):
+        raise ConfigError(f"config section '{section}' must be a dict of keys; got {given!r}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], list(defaults), n=1)
+        raise ConfigError(f"config key '{section}.{unknown[0]}' is not read by this run's code"
+                          + (f"; did you mean '{section}.{hint[0]}'?" if hint else "")
+                          + f" ({section} has: {', '.join(sorted(defaults))})")
+    return {**defaults, **given}
+
+
+def apply_overrides(config: dict, overrides) -> dict:
+    """`config` (complete) with each 'dotted.key=value' applied and type-checked against the key's
+    current value. A new `model.name`, `data.name` or `algorithm` is applied first and its code's
+    defaults fill the section (the values of keys the old and new sections share are kept), so
+    `--set data.name=npz --set data.path=x.npz` works in either order."""
+    overrides = list(overrides)
+    switches = [o for o in overrides if o.split("=", 1)[0].strip() in
+                ("algorithm", "model.name", "data.name")]
+    config = copy.deepcopy(config)
+    for item in switches:
+        key, _, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if key == "algorithm":
+            config = complete({k: v for k, v in config.items()
+                               if k in TOP or k == "data"} | {"algorithm": value})
+            continue
+        section = key.split(".")[0]
+        old = config.get(section, {})
+        fresh = (models.defaults(value) if section == "model" else data_lib.defaults(value))
+        config[section] = {**fresh, **{k: v for k, v in old.items() if k in fresh and k != "name"}}
+    rest = [o for o in overrides if o not in switches]
+    config = config_lib.apply_overrides(config, rest)
+    changed = [o.strip() for o in overrides if o.split("=", 1)[0].strip() not in BOOKKEEPING]
+    if changed:
+        config["changed"] = config.get("changed", []) + changed
+    return complete(config)
+
+
+def load(name_or_path: str, quick: bool = False, overrides=()) -> dict:
+    """An experiment's config (dlcore.config.load), completed, with `overrides` applied. A config
+    file's own folder is importable from it, and a relative data.path is read from there."""
+    raw = config_lib.load(name_or_path, quick=quick)
+    folder = raw.pop("config_dir", None)
+    if folder:
+        raw["import_paths"] = [folder, *raw.get("import_paths", [])]
+    if quick:
+        raw["changed"] = ["--quick"]
+    config = apply_overrides(complete(raw), overrides)
+    path = config["data"].get("path")
+    if folder and isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+        config["data"]["path"] = str(Path(folder) / path)
+    return config
+
+
+def published(config: dict) -> dict:
+    """The experiment's published figures, or {} when the run's settings differ from the protocol
+    they were published under (overrides, --quick): a figure beside another protocol misleads."""
+    return {} if config.get("changed") else dict(config.get("published") or {})
+
+
+# --- values ------------------------------------------------------------------------------------------
+
+def build(config: dict) -> tuple[Algorithm, Data]:
+    """(algorithm, data) of a complete config; ConfigError for anything impossible, before any
+    compile."""
+    names.import_paths(config.get("import_paths"))
+    data = data_lib.load(config["data"])
+    algorithm = maker(config["algorithm"]).make(config, data, config["loop"]["steps"])
+    if not isinstance(algorithm, Algorithm):
+        raise ConfigError(f"config key 'algorithm': make() returned {type(algorithm).__name__}, "
+                          "not a dlcore Algorithm")
+    return algorithm, data
+
+
+def record(config: dict) -> dict:
+    """What a run directory's config.json keeps: the config, names for objects (dlcore.names)."""
+    return json.loads(json.dumps(config, default=_name_of))
+
+
+def _name_of(x):
+    from dlcore.rundir import jsonable
+    return jsonable(x)
+
+
+def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True) -> dict:
+    """Train a complete config in `workdir` (resuming what is there); returns the summary.
+
+    Several seeds run in one program, vmapped, unless loop.seeds_in_one_program is false: then one
+    after another, each in workdir/seed_<s>, and the summary aggregates them."""
+    check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
+    config = complete(config)
+    if seeds > 1 and not config["loop"]["seeds_in_one_program"]:
+        return _sequential_seeds(config, Path(workdir), seeds, progress)
+    algorithm, data = build(config)
+    summary = loop.train(algorithm, data, config["loop"], workdir, seeds, seed=config["seed"],
+                         record=record(config), name=config["experiment"], progress=progress)
+    return _with_published(summary, config, workdir)
+
+
+def _with_published(summary: dict, config: dict, workdir) -> dict:
+    from dlcore.rundir import write_json
+    summary["published"] = published(config)
+    if config.get("changed"):
+        summary["changed"] = config["changed"]
+    summary["config"] = record(config)
+    write_json(Path(workdir) / "summary.json", summary)
+    return summary
+
+
+def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool) -> dict:
+    import numpy as np
+    from dlcore import rundir
+    runs = []
+    for i in range(seeds):
+        cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
+        runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
+    rundir.prepare(workdir, {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]})
+    named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
+    rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
+    summary = rundir.summary(config["experiment"], named, [config["seed"] + i for i in range(seeds)],
+                             True, {"steps": config["loop"]["steps"],
+                                    "seconds": sum(r["seconds"] for r in runs),
+                                    "steps_per_second": float(np.mean(rates)) if rates else None,
+                                    "headline": runs[0]["headline"]})
+    summary["seeds_in_one_program"] = False
+    if "early_stopping" in runs[0]:
+        summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
+                                     for k in ("stopped_at_step", "best_step")}
+    return _with_published(summary, config, workdir)
+
+
+# --- a run directory read back ---------------------------------------------------------------------
+
+class Run(NamedTuple):
+    config: dict
+    algorithm: Algorithm
+    data: Data
+    init: Any        # the state `init` gave this seed
+    final: Any       # the newest checkpoint's state (the best one when early stopping)
+    step: int
+    metrics: dict    # summary.json's final metrics ({} before the run ended)
+
+    @property
+    def model(self):
+        """The dlcore.models.Model of a supervised run (None for algorithms without one)."""
+        return (self.algorithm.extras or {}).get("model")
+
+
+def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
+    """Rebuild a finished (or interrupted) run from its directory, without changing anything there.
+
+    Seeds trained in one program are stored stacked; `seed_index` picks one. Seeds trained one
+    after another live in workdir/seed_<s>: pass that directory."""
+    import jax
+    import jax.numpy as jnp
+    from dlcore import checkpoint, early_stopping
+    from dlcore.core import split_keys
+    workdir = Path(workdir)
+    if not (workdir / "config.json").exists():
+        raise ConfigError(f"{workdir} is not a run directory (no config.json)")
+    saved = json.loads((workdir / "config.json").read_text())
+    if "algorithm" not in saved:
+        raise ConfigError(f"{workdir} holds a run made from Python values (loop.train) without a "
+                          "config; only its learning curves can be drawn")
+    for key in ("algorithm", "model.name", "data.name"):
+        section, _, sub = key.partition(".")
+        ref = saved.get(section, {}).get(sub) if sub else saved.get(section)
+        if isinstance(ref, str) and not names.importable(ref):
+            raise ConfigError(f"{workdir}: its {key} is {ref}; code defined in a notebook or "
+                              "script cannot be imported again (put it in a module)")
+    seeds = saved.get("seeds", [saved.get("seed", 0)])
+    config = complete({k: v for k, v in saved.items() if k != "seeds"})
+    algorithm, data = build(config)
+    summary_path = workdir / "summary.json"
+    metrics = json.loads(summary_path.read_text())["metrics"] if summary_path.exists() else {}
+    keys = jnp.stack([split_keys(jax.random.key(s))["init"] for s in seeds])
+    inits = jax.jit(jax.vmap(algorithm.init))(keys)
+    one = len(seeds) == 1
+    pick = (lambda tree, i: jax.tree.map(lambda a: a[i], tree))
+    states = pick(inits, 0) if one else inits
+    stopper = (early_stopping.init(states, None if one else len(seeds), config["loop"]["best_mode"])
+               if config["loop"]["early_stopping_patience"] else None)
+    restored = checkpoint.restore_latest(workdir / "checkpoints", checkpoint.target(states, stopper))
+    if restored is None:
+        raise ConfigError(f"{workdir} has no checkpoint to report on")
+    tree, step = restored
+    final = tree["early_stopping"]["state"] if "early_stopping" in tree else tree["state"]
+    final = final if one else pick(final, seed_index)
+    return Run(config, algorithm, data, pick(inits, seed_index), final, step, metrics)

@@ -1,0 +1,120 @@
+"""Names in a config become values here, and only here.
+
+A name in `algorithm`, `model.name` or `data.name` may be
+
+* one of dlcore's own short names ('mlp', 'ppo', 'mnist1d'): the module `dlcore.<kind>.<name>`,
+  so a new family is a new file and nothing else;
+* an importable module, 'my_project.models', or an attribute of one,
+  'my_project.models:ResidualMLP' (a config file's own folder is importable, see `import_paths`);
+* from Python, the object itself.
+
+`reference(value)` is what a run directory records, so that `dlcore report` can import the same
+code again later; an object that cannot be imported by name (defined in a notebook) is recorded by
+its repr and reported as such.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from dlcore.config import ConfigError
+
+
+def import_paths(paths) -> None:
+    """Make folders importable (a config file's own folder, recorded in its run directory)."""
+    for p in paths or ():
+        p = str(Path(p).resolve())
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
+    """The value `name` stands for. kind: dlcore's package of short names ('models', 'data',
+    'algorithms'); key: the config key (for messages); needs: what a module must define ('build',
+    'load', 'make'), checked for modules only."""
+    if not isinstance(name, str):
+        return name  # the object itself, from Python
+    module_name, sep, attr = name.partition(":")
+    short = "." not in module_name and not sep
+    full = f"dlcore.{kind}.{module_name}" if short else module_name
+    if not module_name or not all(p.isidentifier() for p in full.split(".")) or (
+            sep and not all(p.isidentifier() for p in attr.split("."))):
+        raise ConfigError(f"config key '{key}': '{name}' is not a name ({_how(kind)})")
+    try:
+        value = importlib.import_module(full)
+    except ModuleNotFoundError as e:
+        if not (full == e.name or full.startswith(f"{e.name}.")):
+            raise ConfigError(f"config key '{key}': importing '{full}' failed: {_where(e)}") from None
+        if short:
+            raise ConfigError(f"config key '{key}': no {kind[:-1] if kind != 'data' else 'data source'}"
+                              f" '{name}' ({_how(kind)})") from None
+        raise ConfigError(f"config key '{key}': cannot import '{full}' (is its folder on the path? "
+                          "a config file's own folder is)") from None
+    except Exception as e:  # the user's module itself is broken: say where, in one line
+        raise ConfigError(f"config key '{key}': importing '{full}' failed: {_where(e)}") from None
+    for part in attr.split(".") if sep else ():
+        if not hasattr(value, part):
+            raise ConfigError(f"config key '{key}': '{full}' has no attribute '{attr}'")
+        value = getattr(value, part)
+    if not sep and not hasattr(value, needs):
+        raise ConfigError(f"config key '{key}': module '{full}' defines no {needs}() "
+                          f"({_how(kind)})")
+    return value
+
+
+def builtin(kind: str, needs: str) -> list[str]:
+    """dlcore's own short names of a kind: its modules that define `needs`."""
+    import dlcore
+    root = Path(dlcore.__file__).parent / kind
+    names = []
+    for info in pkgutil.iter_modules([str(root)]):
+        if info.name.startswith("_"):
+            continue
+        source = (root / f"{info.name}.py")
+        if source.is_file() and f"\ndef {needs}(" in source.read_text():
+            names.append(info.name)
+    return sorted(names)
+
+
+def reference(value: Any) -> str:
+    """A string that `resolve` turns back into `value`: its name if it is one, else
+    'module:qualname' when that imports back to the same object, else '<repr>' (not importable)."""
+    if isinstance(value, str):
+        return value
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+    if hasattr(value, "__spec__") and getattr(value, "__name__", None):  # a module
+        return value.__name__
+    if module and qualname and module != "__main__" and "<" not in qualname:
+        try:
+            obj = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            if obj is value:
+                return f"{module}:{qualname}"
+        except Exception:
+            pass
+    return f"<{type(value).__name__} defined in {module or 'an unknown module'}, not importable>"
+
+
+def importable(ref: str) -> bool:
+    return not ref.startswith("<")
+
+
+def _how(kind: str) -> str:
+    needs = {"models": "build", "data": "load", "algorithms": "make"}[kind]
+    return (f"dlcore's are {', '.join(builtin(kind, needs))}; your own is 'package.module' or "
+            "'package.module:attribute'")
+
+
+def _where(e: BaseException) -> str:
+    """'ValueError: ... (my_models.py line 12)': the exception and the last frame that raised it."""
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError: {e.msg} ({e.filename} line {e.lineno})"
+    frames = traceback.extract_tb(e.__traceback__)
+    last = next((f for f in reversed(frames) if "importlib" not in f.filename), None)
+    at = f" ({Path(last.filename).name} line {last.lineno})" if last else ""
+    return f"{type(e).__name__}: {e}{at}"

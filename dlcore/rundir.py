@@ -1,0 +1,102 @@
+"""The run directory is the truth about a run: what it is (config.json), how it went
+(metrics.jsonl, TensorBoard events, checkpoints) and how it ended (summary.json).
+
+config.json records everything that decides the run: the config (or, for a run of values made in
+Python, what the caller recorded), the seeds (or sweep members) and the code it imports. Running
+again in the same directory resumes only the same run: any other difference but the loop's
+bookkeeping (loop.*) is refused, naming the keys, and nothing in the directory is touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from dlcore.config import ConfigError, flatten
+
+# changed freely between runs in one directory: how long to train and how to log, not what
+NOT_COMPARED = ("loop.", "import_paths", "changed")
+
+
+def prepare(workdir: Path, record: dict) -> None:
+    """Create the run directory, prove it writable, and refuse to resume a different run."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"run directory {workdir} is not writable ({e.strerror})") from None
+    saved = workdir / "config.json"
+    if saved.exists():
+        try:
+            old = flatten(json.loads(saved.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise ConfigError(f"run directory {workdir}: config.json is unreadable; choose another "
+                              "--workdir, or pass --fresh to start over there") from None
+        new = flatten(json.loads(json.dumps(record, default=jsonable)))
+        changed = sorted(k for k in set(old) | set(new)
+                         if old.get(k) != new.get(k) and not k.startswith(NOT_COMPARED))
+        if changed:
+            shown = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise ConfigError(
+                f"run directory {workdir} holds a different run ({shown}{more}); choose another "
+                "--workdir, or pass --fresh to move the old run aside and start over")
+    write_json(saved, record)
+
+
+def _short(v) -> str:
+    text = "absent" if v is None else json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a reader (or a crash) never sees half a file."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def jsonable(x):
+    if isinstance(x, (np.generic, jax.Array, np.ndarray)):
+        return np.asarray(x).tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    if isinstance(x, Path):
+        return str(x)
+    from dlcore.names import reference  # an object from Python: by the name it imports under
+    return reference(x)
+
+
+def summary(name: str, named: dict, seed_list: list, seed_axis: bool, run: dict) -> dict:
+    """summary.json: final metrics (means over seeds), their spread and per-seed values, and how
+    the run went. named: summary name -> value, with a leading seed axis when `seed_axis`;
+    run: steps, start_step, seconds, steps_per_second and anything else to record."""
+    metrics, std, per_seed = {}, {}, {}
+    for key, v in named.items():
+        v = np.asarray(v, np.float64)
+        v = v if seed_axis else v[None]
+        mean, spread = v.mean(0), v.std(0)
+        scalar = mean.ndim == 0
+        metrics[key] = float(mean) if scalar else mean.tolist()
+        std[key] = float(spread) if scalar else spread.tolist()
+        per_seed[key] = v.tolist()
+    return {
+        "experiment": name,
+        "metrics": metrics,
+        "metrics_std": std,
+        "per_seed": per_seed,
+        **run,
+        "seeds": len(seed_list),
+        "seed_values": list(seed_list),
+        "seeds_in_one_program": seed_axis,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "versions": {"python": platform.python_version(), "jax": jax.__version__,
+                     "backend": jax.default_backend(), "devices": jax.device_count()},
+    }
