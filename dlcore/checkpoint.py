@@ -35,7 +35,8 @@ def manager(directory: Path, keep: int, best_metric: str | None,
     options = ocp.CheckpointManagerOptions(
         preservation_policy=cm.AnyPreservationPolicy(policies), create=True,
         cleanup_tmp_directories=True, enable_async_checkpointing=True)
-    return ocp.CheckpointManager(Path(directory).resolve(), options=options)
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
 
 def target(states, early_stopping: dict | None = None) -> dict:
@@ -58,11 +59,12 @@ def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[objec
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_tree)
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            saved = mngr.item_metadata(step).tree
+            saved = mngr.item_metadata(step)
         except Exception as e:  # unreadable metadata: a damaged checkpoint
             _move_aside(mngr, step, e)
             continue
-        check_same_run(saved, abstract, step, Path(mngr.directory))
+        if saved is not None:
+            check_same_run(saved.tree, abstract, step, Path(mngr.directory))
         try:
             tree = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
             return tree, step
@@ -125,10 +127,12 @@ def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
     if not directory.exists():
         return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_tree)
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-            create=False)) as mngr:  # restore only: nothing is saved or deleted
-        step = mngr.latest_step()
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
+                               item_handlers=ocp.StandardCheckpointHandler()) as mngr:
+        step = mngr.latest_step()  # restore only: nothing is saved or deleted
         if step is None:
             return None
-        check_same_run(mngr.item_metadata(step).tree, abstract, step, directory)
+        saved = mngr.item_metadata(step)
+        if saved is not None:
+            check_same_run(saved.tree, abstract, step, directory)
         return mngr.restore(step, args=ocp.args.StandardRestore(abstract)), step

@@ -55,7 +55,7 @@ def first_sentence(doc: str) -> str:
     paragraph = " ".join(doc.strip().split("\n\n")[0].split())
     for i, ch in enumerate(paragraph):
         if ch == "." and (i + 1 == len(paragraph) or paragraph[i + 1] == " ") and \
-                not paragraph[max(0, i - 3):i + 1].endswith(("e.g.", "i.e.", "et al.", " vs.")):
+                not paragraph[:i + 1].endswith(("e.g.", "i.e.", "et al.", " vs.", "Fig.", "Sec.", "Eq.", "cf.")):
             return paragraph[:i + 1]
     return paragraph
 

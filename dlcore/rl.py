@@ -385,15 +385,15 @@ HEADLINE = ("test_final_return", "test_greedy_return")
 
 
 def pictures(act: Callable, spec: dict) -> Callable:
-    """An RL algorithm's pictures(state, initial, data, out_dir, title): episode.png (frames of one
+    """An RL algorithm's pictures(snapshot) (dlcore.core.Snapshot): episode.png (frames of one
     greedy episode of the trained policy, from the evaluation's first reset) and trajectory.png
     (its observations and return against time)."""
-    def draw(state, initial, data, out_dir, title):
+    def draw(s):
         from dlcore import plots
         env, env_params = environment(spec)
         key = jax.random.fold_in(jax.random.key(spec["eval_seed"]), 0)
-        ep = greedy_episode(env, env_params, act(state), key, spec["max_steps"])
-        return plots.episode_pictures(spec["env"], ep, out_dir, title)
+        ep = greedy_episode(env, env_params, act(s.state), key, spec["max_steps"])
+        return plots.episode_pictures(spec["env"], ep, s.out_dir, s.title)
     return draw
 
 

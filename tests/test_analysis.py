@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import analysis
+from dlcore import analysis, experiment, models
 from dlcore.cli import main
 
 pytestmark = pytest.mark.timeout(600)
@@ -34,38 +34,44 @@ def rnn_run(tmp_path_factory):
     return _quick_run(tmp_path_factory, "adding/rnn", "model.hidden_size=8")
 
 
+def predict(run, state, x):
+    """The run's model on x in evaluation mode, from a state of the run."""
+    return run.model.apply(models.variables_of(state), x, False, None)[0]
+
+
 def test_load_run_restores_init_and_final(cnn_run):
-    run = analysis.load_run(cnn_run)
+    run = experiment.load_run(cnn_run)
     assert run.step == run.config["loop"]["steps"]
     k0, k1 = run.init.params["conv_0"]["kernel"], run.final.params["conv_0"]["kernel"]
     assert k0.shape == k1.shape == (5, 1, 25)
     assert not np.allclose(k0, k1)  # trained
     # the final state evaluates to the accuracy the summary recorded
     summary = json.loads((cnn_run / "summary.json").read_text())
-    x, y = run.splits["test"]["x"], run.splits["test"]["y"]
-    out = run.model.apply({"params": run.final.params}, x)
+    x, y = run.data.splits["test"]["x"], run.data.splits["test"]["y"]
+    out = predict(run, run.final, x)
     assert np.mean(np.argmax(out, -1) == y) == pytest.approx(summary["metrics"]["test_accuracy"])
 
 
 def test_intermediates_and_layer_grad_norms(cnn_run):
-    run = analysis.load_run(cnn_run)
-    acts = analysis.intermediates(run.model, run.final, run.splits["test"]["x"][:3])
+    run = experiment.load_run(cnn_run)
+    variables = models.variables_of(run.final)
+    acts = analysis.intermediates(run.model, variables, run.data.splits["test"]["x"][:3])
     assert {k: v.shape for k, v in acts.items()} == {
         "stage_0": (3, 19, 25), "stage_1": (3, 10, 25), "stage_2": (3, 5, 25)}
     assert all((v >= 0).all() for v in acts.values())  # after ReLU
-    batch = {k: v[:64] for k, v in run.splits["train"].items()}
-    norms = analysis.layer_grad_norms(run.model, run.final, batch, "classification")
+    batch = {k: v[:64] for k, v in run.data.splits["train"].items()}
+    norms = analysis.layer_grad_norms(run.model, variables, batch, "classification")
     assert list(norms) == ["conv_0", "conv_1", "conv_2", "head"]
     assert all(np.isfinite(v) and v > 0 for v in norms.values())
 
 
 def test_grad_through_time_last_step_matches_the_head(rnn_run):
     """At t = T-1 only the head sees h_t: dL_i/dh_T = 2 (out_i - y_i) W_head (per-example MSE)."""
-    run = analysis.load_run(rnn_run)
-    batch = {k: v[:32] for k, v in run.splits["test"].items()}
-    g = analysis.grad_through_time(run.model, run.final, batch, "regression")
+    run = experiment.load_run(rnn_run)
+    batch = {k: v[:32] for k, v in run.data.splits["test"].items()}
+    g = analysis.grad_through_time(run.model, models.variables_of(run.final), batch, "regression")
     assert g.shape == (batch["x"].shape[1],) and np.all(np.isfinite(g))
-    out = run.model.apply({"params": run.final.params}, batch["x"])
+    out = predict(run, run.final, batch["x"])
     w = np.asarray(run.final.params["head"]["kernel"])[:, 0]
     expected = np.mean(np.abs(2 * (np.asarray(out)[:, 0] - batch["y"][:, 0]))) * np.linalg.norm(w)
     assert g[-1] == pytest.approx(expected, rel=1e-4)
@@ -82,7 +88,7 @@ def test_report_draws_model_pictures(cnn_run, rnn_run, capsys):
 
 def test_report_reads_without_touching_checkpoints(cnn_run):
     before = sorted(p.name for p in (cnn_run / "checkpoints").iterdir())
-    analysis.load_run(cnn_run)
+    experiment.load_run(cnn_run)
     assert sorted(p.name for p in (cnn_run / "checkpoints").iterdir()) == before
 
 
@@ -90,20 +96,20 @@ def test_load_run_picks_a_seed_of_a_vmapped_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("seeds")
     assert main(["run", "digits/mlp", "--quick", "--seeds", "2", "--workdir", str(workdir),
                  "--no-progress", "--set", "loop.plots=false"]) == 0
-    a, b = (analysis.load_run(workdir, seed_index=i) for i in (0, 1))
+    a, b = (experiment.load_run(workdir, seed_index=i) for i in (0, 1))
     ka, kb = (r.final.params["head"]["kernel"] for r in (a, b))
     assert ka.shape == kb.shape and not np.allclose(ka, kb)
     summary = json.loads((workdir / "summary.json").read_text())
     for i, r in enumerate((a, b)):
-        out = r.model.apply({"params": r.final.params}, r.splits["test"]["x"])
-        acc = np.mean(np.argmax(out, -1) == r.splits["test"]["y"])
+        out = predict(r, r.final, r.data.splits["test"]["x"])
+        acc = np.mean(np.argmax(out, -1) == r.data.splits["test"]["y"])
         assert acc == pytest.approx(summary["per_seed"]["test_accuracy"][i])
 
 
 def test_load_run_needs_a_run_directory(tmp_path):
     from dlcore.config import ConfigError
     with pytest.raises(ConfigError, match="not a run directory"):
-        analysis.load_run(tmp_path)
+        experiment.load_run(tmp_path)
 
 
 # --- the study scripts (experiments/studies), quick modes ------------------------------------------
@@ -127,7 +133,8 @@ def test_regularization_study_quick(tmp_path):
     # the gap column is train minus test accuracy
     none = data["variants"]["none"]["metrics"]
     gap = float(table[2].split("|")[4].split("±")[0])
-    assert gap == pytest.approx(100 * (none["train_accuracy"] - none["test_accuracy"]), abs=0.06)
+    assert gap == pytest.approx(100 * (none["train_eval_accuracy"] - none["test_accuracy"]),
+                                abs=0.06)
 
 
 def test_activations_study_quick_shows_vanishing_sigmoid_gradients(tmp_path):
@@ -154,13 +161,11 @@ def test_adding_study_quick(tmp_path):
 
 def test_layer_grad_norms_come_in_depth_order():
     """Pytrees sort dict keys as strings; the study needs layer 2 before layer 10."""
-    from dlcore.models import MLP
-    from dlcore.algorithms.supervised import State
+    from dlcore.models.mlp import MLP
     model = MLP(hidden=(3,) * 12, num_outputs=2)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
-    state = State(jnp.zeros((), jnp.int32), params, {}, None)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 4)))
     batch = {"x": jnp.ones((5, 4)), "y": jnp.zeros((5,), jnp.int32)}
-    names = list(analysis.layer_grad_norms(model, state, batch, "classification"))
+    names = list(analysis.layer_grad_norms(model, variables, batch, "classification"))
     assert names == [f"dense_{i}" for i in range(12)] + ["head"]
 
 

@@ -109,3 +109,54 @@ def test_validate_accepts_good_values(cfg):
 def test_validate_names_the_bad_key(cfg, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         augment.validate(cfg)
+
+
+# --- in array data's `sample`: training batches only ------------------------------------------------
+
+def test_array_data_sample_augments_training_batches_from_the_data_key():
+    from dlcore.data import arrays
+    from dlcore.data.batching import batch_at
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(32, 12, 2)).astype(np.float32), rng.normal(size=(32, 1))
+    x_test = rng.uniform(size=(8, 12, 2)).astype(np.float32)
+    plain = arrays.arrays(x, y, x_test, np.zeros((8, 1)), batch_size=8, shuffle=True)
+    augmented = arrays.arrays(x, y, x_test, np.zeros((8, 1)), batch_size=8, shuffle=True,
+                              augment_shift=2, augment_noise=0.3)
+    shift_only = arrays.arrays(x, y, x_test, np.zeros((8, 1)), batch_size=8, shuffle=True,
+                               augment_shift=2)
+    train = augmented.splits["train"]
+
+    @jax.jit  # one compile for everything
+    def batches(step, key):
+        k_aug = jax.random.fold_in(jax.random.fold_in(key, 0x5EED), step)
+        by_hand = augment.shift_and_noise(batch_at(train, step, 8, True, key)["x"], k_aug, 2, 0.3)
+        return (plain.sample(train, step, key), augmented.sample(train, step, key),
+                shift_only.sample(train, step, key), by_hand)
+
+    key = jax.random.key(4)
+    ref, aug, shifted, by_hand = batches(jnp.int32(3), key)
+    # the same examples as without augmentation (same permutation), targets untouched
+    np.testing.assert_array_equal(np.asarray(aug["y"]), np.asarray(ref["y"]))
+    assert np.abs(np.asarray(aug["x"]) - np.asarray(ref["x"])).max() > 0.3  # really changed
+    # exactly shift_and_noise with the step's own stream of the data key
+    np.testing.assert_allclose(np.asarray(aug["x"]), np.asarray(by_hand), rtol=1e-6, atol=1e-6)
+    # a shift alone: every example is a circular roll of its plain counterpart, within range
+    found = recover_shifts(np.asarray(ref["x"]), np.asarray(shifted["x"]), 2)
+    assert all(len(s) == 1 for s in found)
+    # a pure function of (step, key): replayed exactly, different at another step or key
+    again = batches(jnp.int32(3), key)[1]
+    np.testing.assert_array_equal(np.asarray(again["x"]), np.asarray(aug["x"]))
+    change = np.asarray(aug["x"]) - np.asarray(ref["x"])
+    for other in (batches(jnp.int32(7), key), batches(jnp.int32(3), jax.random.key(5))):
+        assert not np.allclose(np.asarray(other[1]["x"]) - np.asarray(other[0]["x"]), change)
+    # evaluation splits are stored as they are: nothing augments them
+    np.testing.assert_array_equal(augmented.splits["test"]["x"], x_test)
+    np.testing.assert_array_equal(augmented.splits["train"]["x"], plain.splits["train"]["x"])
+
+
+@pytest.mark.parametrize("key, value", [("augment_shift", -1), ("augment_noise", -0.5),
+                                        ("augment_shift", 0.5)])
+def test_bad_augmentation_in_array_data_is_a_config_error(key, value):
+    from dlcore.data import arrays
+    with pytest.raises(ConfigError, match=f"'data.{key}'"):
+        arrays.arrays(np.zeros((8, 4)), np.zeros(8, np.int32), batch_size=4, **{key: value})

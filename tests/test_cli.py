@@ -17,16 +17,22 @@ def test_list_prints_names_first(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == EXPERIMENTS
     assert {"mnist1d/mlp", "mnist1d/logreg"} <= set(EXPERIMENTS)
+    # each description is its docstring's whole first sentence, never cut mid-sentence
+    assert all(line.rstrip().endswith((".", ")")) for line in lines), lines
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_quick(name, tmp_path, capsys):
     assert main(["run", name, "--quick", "--workdir", str(tmp_path), "--json",
                  "--no-progress"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("experiment", "metrics", "published", "seconds", "steps", "seeds"):
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    for key in ("experiment", "metrics", "published", "seconds", "steps", "seeds", "headline"):
         assert key in summary
     assert summary["experiment"] == name
+    assert summary["published"] == {}  # a --quick run is not the published protocol
+    assert all(h in summary["metrics"] for h in summary["headline"])
+    assert any(line.startswith(f"{name}: {summary['headline'][0]} = ") for line in out)
     assert summary == json.loads((tmp_path / "summary.json").read_text())
     if "test_accuracy" in summary["metrics"]:
         assert 0.0 <= summary["metrics"]["test_accuracy"] <= 1.0
@@ -34,12 +40,13 @@ def test_every_experiment_quick(name, tmp_path, capsys):
 
 
 def test_report_redraws_plots(tmp_path, capsys):
-    assert main(["run", "mnist1d/logreg", "--quick", "--workdir", str(tmp_path),
+    assert main(["run", "mnist1d/mlp", "--quick", "--workdir", str(tmp_path),
                  "--no-progress"]) == 0
     for png in (tmp_path / "plots").glob("*.png"):
         png.unlink()
     assert main(["report", str(tmp_path)]) == 0
     assert (tmp_path / "plots" / "accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "activations.png").exists()  # the algorithm's own pictures
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
 
@@ -47,11 +54,11 @@ def test_user_config_file_runs_like_an_experiment(tmp_path, capsys):
     path = tmp_path / "my_experiment.py"
     path.write_text(
         '"""My own experiment."""\n'
-        "from dlcore.algorithms.supervised import default_config\n"
         "def get_config():\n"
-        "    return default_config(data={'name': 'digits', 'batch_size': 32},\n"
-        "                          loop={'steps': 20, 'eval_every': 10, 'checkpoint_every': 10,\n"
-        "                                'log_every': 10, 'plots': False})\n")
+        "    return {'algorithm': 'supervised', 'data': {'name': 'digits', 'batch_size': 32},\n"
+        "            'model': {'name': 'mlp', 'hidden': (16,)},\n"
+        "            'loop': {'steps': 20, 'eval_every': 10, 'checkpoint_every': 10,\n"
+        "                     'log_every': 10, 'plots': False}}\n")
     assert main(["run", str(path), "--workdir", str(tmp_path / "run"), "--json",
                  "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["experiment"] == "my_experiment"
@@ -66,6 +73,12 @@ def test_user_config_file_runs_like_an_experiment(tmp_path, capsys):
     (["run", "mnist1d/mlp", "--set", "optim"], "not of the form key=value"),
     (["run", "mnist1d/mlp", "--set", "optim=3"], "'optim' is a section"),
     (["run", "mnist1d/mlp", "--seeds", "0"], "'--seeds': must be >= 1"),
+    (["run", "cartpole/ppo", "--set", "model.dropout=0.5"], "unknown config key 'model.dropout'"),
+    (["run", "mnist1d/mlp", "--set", "model.name=my_missing.module:Net"],
+     "cannot import 'my_missing.module'"),
+    (["run", "mnist1d/mlp", "--set", "model.name=transformer"], "no model 'transformer'"),
+    (["run", "mnist1d/mlp", "--set", "algorithm=nope"], "no algorithm 'nope'"),
+    (["run", "mnist1d/mlp", "--set", "data.name=npz"], "'data.path' must name the file"),
 ])
 def test_bad_input_exits_2_with_one_message(args, message, tmp_path, capsys):
     assert main(args + ["--workdir", str(tmp_path / "run"), "--no-progress"]) == 2
@@ -86,7 +99,7 @@ def test_different_config_in_existing_run_directory_is_refused(tmp_path, capsys)
     assert main(args) == 0
     before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert main(args + ["--set", "optim.learning_rate=0.5"]) == 2
-    assert "different config (optim.learning_rate)" in capsys.readouterr().err
+    assert "holds a different run (optim.learning_rate: 0.01 -> 0.5)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
     assert main(args + ["--set", "optim.learning_rate=0.5", "--fresh"]) == 0
     assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))  # the old run was kept aside
@@ -105,3 +118,52 @@ def test_console_script_exit_code():
     out = subprocess.run([sys.executable, "-m", "dlcore.cli", "run", "nothing/here"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "unknown experiment" in out.stderr
+
+
+def test_default_run_directories_never_collide(tmp_path, monkeypatch, capsys):
+    """The README's sequence: the same experiment alone, with seeds, with --set: three runs."""
+    monkeypatch.chdir(tmp_path)
+    base = ["run", "mnist1d/logreg", "--quick", "--no-progress"]
+    assert main(base) == 0
+    assert main(base + ["--seeds", "2"]) == 0
+    assert main(base + ["--set", "optim.learning_rate=3e-3"]) == 0
+    dirs = sorted(p.name for p in (tmp_path / "runs" / "mnist1d").iterdir())
+    assert len(dirs) == 3 and dirs[0] == "logreg-quick" and "logreg-quick-seeds2" in dirs
+    capsys.readouterr()
+    assert main(base) == 0  # the same command again finds its run and resumes it
+    assert "resumed from step 200" in capsys.readouterr().out
+
+
+def test_published_figures_only_beside_the_published_protocol(tmp_path, capsys):
+    args = ["run", "mnist1d/logreg", "--no-progress", "--set", "loop.plots=false"]
+    assert main(args + ["--workdir", str(tmp_path / "a"), "--set", "loop.log_every=500"]) == 0
+    out = capsys.readouterr().out
+    assert "test_accuracy = " in out and "[published: paper_table: 0.32" in out
+    assert main(args + ["--workdir", str(tmp_path / "b"), "--set", "data.shuffle=true",
+                        "--set", "loop.steps=500"]) == 0
+    out = capsys.readouterr().out
+    assert "paper_table" not in out.split("(published")[0]
+    assert "differs from the published protocol: data.shuffle=true, loop.steps=500" in out
+
+
+def test_a_resumed_run_reports_the_steps_it_ran(tmp_path, capsys):
+    args = ["run", "mnist1d/logreg", "--quick", "--workdir", str(tmp_path), "--no-progress"]
+    assert main(args + ["--set", "loop.steps=100"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "100 steps (100 -> 200, resumed) in" in capsys.readouterr().out
+
+
+def test_set_reaches_a_data_file_of_your_own(tmp_path, capsys):
+    """--set data.name=npz --set data.path=...: every array key is reachable from the command line."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    np.savez(tmp_path / "mine.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    assert main(["run", "mnist1d/logreg", "--quick", "--workdir", str(tmp_path / "run"),
+                 "--no-progress", "--json", "--set", f"data.path={tmp_path / 'mine.npz'}",
+                 "--set", "data.name=npz", "--set", "data.test_fraction=0.25",
+                 "--set", "data.batch_size=30"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["config"]["data"]["name"] == "npz" and summary["metrics"]["test_accuracy"] > 0.9
+    assert summary["config"]["model"]["name"] == "logreg"  # the rest of the experiment stays

@@ -188,7 +188,8 @@ def test_load_without_quick_parameter(tmp_path):
             return {"a": 1, "experiment": "custom-name"}
     ''')
     cfg = C.load(str(path))
-    assert cfg == {"a": 1, "experiment": "custom-name"}  # an explicit experiment name is kept
+    # an explicit experiment name is kept; the file's folder is recorded (its modules, its paths)
+    assert cfg == {"a": 1, "experiment": "custom-name", "config_dir": str(tmp_path)}
     with pytest.raises(ConfigError, match="quick"):
         C.load(str(path), quick=True)
 
@@ -272,3 +273,47 @@ def test_one_of():
         C.one_of("rleu", "model.activation", ["tanh", "relu"])
     msg = str(e.value)
     assert "'model.activation'" in msg and "relu, tanh" in msg and "'rleu'" in msg
+
+
+def test_list_descriptions_are_whole_sentences():
+    assert C.first_sentence("Adam (Kingma et al. 2015) trains\n  it, e.g. here. More.") == \
+        "Adam (Kingma et al. 2015) trains it, e.g. here."
+    assert C.first_sentence("No full stop\nacross lines\n\nSecond paragraph.") == \
+        "No full stop across lines"
+
+
+# --- completing a config from the code that reads it (dlcore.experiment) --------------------------
+
+def test_complete_fills_every_section_from_its_code():
+    from dlcore import experiment, loop, models
+    cfg = experiment.complete({"algorithm": "supervised", "data": {"name": "digits"},
+                               "model": {"name": "cnn", "channels": (8,), "kernel_sizes": (3,),
+                                         "strides": (1,)}})
+    assert set(cfg["model"]) == set(models.defaults("cnn")) and cfg["model"]["channels"] == (8,)
+    assert cfg["loop"] == loop.defaults() and cfg["seed"] == 0
+    assert cfg["data"]["test_fraction"] == 0.2 and "eval_batch_size" in cfg["supervised"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"algorithm": "ppo", "data": {"name": "env"}, "model": {"dropout": 0.5}},
+     "'model.dropout' is not read by this run's code.*model has: activation, hidden"),
+    ({"algorithm": "supervised", "data": {"name": "digits"}, "meta": {"inner_lr": 0.1}},
+     "section 'meta' is not read by algorithm 'supervised'"),
+    ({"algorithm": "supervised", "data": {"name": "digits", "batch_sise": 3}},
+     "did you mean 'data.batch_size'"),
+    ({"algorithm": "supervised"}, "names no data source"),
+    ({"data": {"name": "digits"}}, "names no algorithm"),
+])
+def test_complete_refuses_what_no_code_reads(config, message):
+    from dlcore import experiment
+    with pytest.raises(ConfigError, match=message):
+        experiment.complete(config)
+
+
+def test_a_name_switch_brings_its_sections_keys():
+    """--set model.name=cnn on an MLP experiment: the CNN's keys, shared values kept."""
+    from dlcore import experiment, models
+    cfg = experiment.load("mnist1d/mlp", overrides=["model.channels=8,8", "model.name=cnn"])
+    assert set(cfg["model"]) == set(models.defaults("cnn"))
+    assert cfg["model"]["channels"] == (8, 8) and cfg["model"]["init"] == "torch"
+    assert "hidden" not in cfg["model"]

@@ -1,4 +1,5 @@
-"""dlcore.data: generated and shipped data sets, the split/check logic, and the on-disk loaders.
+"""dlcore.data: generated and shipped data sets, the split/check logic, array data from memory, and
+the on-disk loaders.
 
 Every file the loaders read is written here; nothing is downloaded.
 """
@@ -6,12 +7,19 @@ from __future__ import annotations
 
 import struct
 
+import jax
 import numpy as np
 import pytest
 
-from dlcore import data
+from dlcore import data, experiment
 from dlcore.config import ConfigError
-from dlcore.data import cache, files, mnist1d
+from dlcore.data import arrays as array_data, cache, cifar10_binary, mnist1d, mnist_idx, npz
+from dlcore.data.arrays import check_arrays
+
+
+def load(name, **keys):
+    """The Data of source `name`, its section completed from the source's defaults."""
+    return data.load({**data.defaults(name), **keys})
 
 
 @pytest.fixture
@@ -26,7 +34,7 @@ def cache_dir(tmp_path, monkeypatch):
 def test_mnist1d_generate_cache_and_reload(cache_dir, monkeypatch):
     np.random.seed(1234)
     before = np.random.get_state()
-    a = mnist1d.load({"name": "mnist1d", "batch_size": 100})
+    a = mnist1d.arrays({"name": "mnist1d", "batch_size": 100})
     after = np.random.get_state()
     # numpy's global generator is left exactly where it was
     assert before[0] == after[0] and before[2:] == after[2:]
@@ -49,7 +57,7 @@ def test_mnist1d_generate_cache_and_reload(cache_dir, monkeypatch):
     def no_generate(args):
         raise AssertionError("regenerated although the cache was there")
     monkeypatch.setattr(mnist1d, "generate", no_generate)
-    b = mnist1d.load({"name": "mnist1d", "batch_size": 100, "unrelated_key": 3})
+    b = mnist1d.arrays({"name": "mnist1d", "batch_size": 100, "unrelated_key": 3})
     assert set(b) == set(a)
     for k in a:
         np.testing.assert_array_equal(b[k], a[k])
@@ -64,9 +72,9 @@ def fake_arrays(n=6):
 def test_mnist1d_cache_name_depends_on_generator_args(cache_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(mnist1d, "generate", lambda args: calls.append(dict(args)) or fake_arrays())
-    mnist1d.load({"seed": 1})
-    mnist1d.load({"seed": 2})
-    mnist1d.load({"seed": 1})
+    mnist1d.arrays({"seed": 1})
+    mnist1d.arrays({"seed": 2})
+    mnist1d.arrays({"seed": 1})
     assert [c["seed"] for c in calls] == [1, 2]
     assert calls[0]["num_samples"] == 5000 and calls[0]["padding"] == (36, 60)
     assert len(list(cache_dir.glob("mnist1d-*.npz"))) == 2
@@ -75,10 +83,10 @@ def test_mnist1d_cache_name_depends_on_generator_args(cache_dir, monkeypatch):
 
 def test_mnist1d_torn_cache_is_regenerated(cache_dir, monkeypatch):
     monkeypatch.setattr(mnist1d, "generate", lambda args: fake_arrays())
-    first = mnist1d.load({"seed": 5})
+    first = mnist1d.arrays({"seed": 5})
     (path,) = cache_dir.glob("mnist1d-*.npz")
     path.write_bytes(path.read_bytes()[:50])  # a torn write
-    again = mnist1d.load({"seed": 5})
+    again = mnist1d.arrays({"seed": 5})
     np.testing.assert_array_equal(again["x"], first["x"])
     assert cache.load_npz(path, ("x",))["x"].shape == (6, 40)  # rewritten whole
 
@@ -103,11 +111,22 @@ def test_cache_path_uses_env(cache_dir):
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load({"name": "digits", "batch_size": 32})
+    return load("digits", batch_size=32)
+
+
+def test_mnist1d_load_is_array_data(cache_dir, monkeypatch):
+    monkeypatch.setattr(mnist1d, "generate", lambda args: fake_arrays(20))
+    d = load("mnist1d", batch_size=5)
+    assert d.spec == {"input_shape": (40,), "num_outputs": 10, "task": "classification",
+                      "num_examples": 20}
+    assert set(d.splits) == {"train", "test"} and d.evaluate_train
+    batch = d.sample(d.splits["train"], 1, jax.random.key(0))  # stored order: examples 5..9
+    np.testing.assert_array_equal(batch["y"], np.arange(5, 10) % 10)
+    assert batch["x"].shape == (5, 40)
 
 
 def test_digits(digits):
-    splits, spec = digits
+    splits, spec = digits.splits, digits.spec
     assert set(splits) == {"train", "test"}
     tr, te = splits["train"], splits["test"]
     assert tr["x"].shape == (1437, 8, 8, 1) and te["x"].shape == (360, 8, 8, 1)
@@ -116,27 +135,31 @@ def test_digits(digits):
     for x in (tr["x"], te["x"]):
         assert x.min() == 0.0 and x.max() == 1.0
     assert spec == {"input_shape": (8, 8, 1), "num_outputs": 10, "task": "classification",
-                    "kind": "examples"}
+                    "num_examples": 1437}
     # stratified: every class has 35 or 37 test examples (digits has 174..183 per class)
     counts = np.bincount(te["y"], minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
 
 
 def test_digits_validation_fraction_carves_end_of_train(digits):
-    full = digits[0]["train"]
-    splits, spec = data.load({"name": "digits", "batch_size": 32, "validation_fraction": 0.1})
+    full = digits.splits["train"]
+    d = load("digits", batch_size=32, validation_fraction=0.1)
+    splits, spec = d.splits, d.spec
     n_val = round(1437 * 0.1)
     assert set(splits) == {"train", "validation", "test"}
     np.testing.assert_array_equal(splits["validation"]["x"], full["x"][-n_val:])
     np.testing.assert_array_equal(splits["validation"]["y"], full["y"][-n_val:])
     np.testing.assert_array_equal(splits["train"]["x"], full["x"][:-n_val])
-    np.testing.assert_array_equal(splits["test"]["y"], digits[0]["test"]["y"])
+    np.testing.assert_array_equal(splits["test"]["y"], digits.splits["test"]["y"])
     assert len(splits["train"]["x"]) + n_val == 1437
+    assert spec["num_examples"] == 1437 - n_val
 
 
 def test_diabetes():
-    splits, spec = data.load({"name": "diabetes", "batch_size": 16})
-    assert spec == {"input_shape": (10,), "num_outputs": 1, "task": "regression", "kind": "examples"}
+    d = load("diabetes", batch_size=16)
+    splits, spec = d.splits, d.spec
+    assert spec == {"input_shape": (10,), "num_outputs": 1, "task": "regression",
+                    "num_examples": 353}
     tr, te = splits["train"], splits["test"]
     assert tr["x"].shape == (353, 10) and te["x"].shape == (89, 10)
     assert tr["y"].shape == (353, 1) and tr["y"].dtype == np.float32
@@ -158,12 +181,12 @@ def test_diabetes():
 ])
 def test_load_rejects(cfg, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        data.load(cfg)
+        load(**cfg)
 
 
 def test_batch_size_error_says_how_many_examples():
     with pytest.raises(ConfigError, match="larger than the 1437 training examples"):
-        data.load({"name": "digits", "batch_size": 1438})
+        load("digits", batch_size=1438)
 
 
 # --- check_arrays ---------------------------------------------------------------------------------
@@ -175,7 +198,7 @@ def splits_of(x, y, xt, yt):
 def test_check_arrays_spec_and_dtypes():
     s = splits_of(np.arange(12, dtype=np.uint8).reshape(3, 4), np.array([0, 4, 1], np.int64),
                   np.zeros((2, 4), np.float64), np.array([6, 0]))
-    spec = data.check_arrays(s, "toy")
+    spec = check_arrays(s, "toy")
     assert spec == {"input_shape": (4,), "num_outputs": 7, "task": "classification"}
     assert s["train"]["x"].dtype == np.float32 and s["train"]["y"].dtype == np.int32
     assert s["test"]["x"].dtype == np.float32
@@ -184,7 +207,7 @@ def test_check_arrays_spec_and_dtypes():
 
 def test_check_arrays_regression_spec():
     s = splits_of(np.zeros((3, 2)), np.zeros((3, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2, 3)))
-    assert data.check_arrays(s, "toy") == {"input_shape": (2,), "num_outputs": 6,
+    assert check_arrays(s, "toy") == {"input_shape": (2,), "num_outputs": 6,
                                            "task": "regression"}
 
 
@@ -211,7 +234,52 @@ def test_check_arrays_regression_spec():
 ])
 def test_check_arrays_errors(make, pattern):
     with pytest.raises(ConfigError, match=pattern):
-        data.check_arrays(make(), "toy")
+        check_arrays(make(), "toy")
+
+
+# --- array data from memory -----------------------------------------------------------------------
+
+def test_arrays_from_memory_split_off_a_stratified_test_set():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 20)                     # 4 classes x 20 examples
+    x = rng.normal(size=(80, 3)) + y[:, None]           # float64 in, float32 out
+    d = array_data.arrays(x, y, batch_size=10, test_fraction=0.25)
+    assert set(d.splits) == {"train", "test"}
+    tr, te = d.splits["train"], d.splits["test"]
+    assert len(tr["x"]) == 60 and len(te["x"]) == 20
+    # stratified: each class has exactly a quarter of its examples in the test set
+    np.testing.assert_array_equal(np.bincount(te["y"], minlength=4), [5, 5, 5, 5])
+    np.testing.assert_array_equal(np.bincount(tr["y"], minlength=4), [15, 15, 15, 15])
+    assert tr["x"].dtype == np.float32 and tr["y"].dtype == np.int32
+    # every example is in exactly one split, with its own label
+    rows = {tuple(np.float32(r)): int(c) for r, c in zip(x, y)}
+    seen = [tuple(r) for r in np.concatenate([tr["x"], te["x"]])]
+    assert len(set(seen)) == 80 and set(seen) == set(rows)
+    for split in (tr, te):
+        assert all(rows[tuple(r)] == c for r, c in zip(split["x"], split["y"]))
+    assert d.spec == {"input_shape": (3,), "num_outputs": 4, "task": "classification",
+                      "num_examples": 60}
+    batch = d.sample(tr, 2, jax.random.key(0))
+    assert set(batch) == {"x", "y"}
+    assert batch["x"].shape == (10, 3) and batch["y"].shape == (10,)
+    np.testing.assert_array_equal(batch["y"], tr["y"][20:30])  # stored order, step 2
+    # the split is drawn with split_seed: the same seed gives the same split, another a different one
+    again = array_data.arrays(x, y, batch_size=10, test_fraction=0.25)
+    other = array_data.arrays(x, y, batch_size=10, test_fraction=0.25, split_seed=1)
+    np.testing.assert_array_equal(again.splits["test"]["x"], te["x"])
+    assert not np.array_equal(other.splits["test"]["x"], te["x"])
+
+
+def test_arrays_from_memory_with_a_test_split_and_regression_targets():
+    x, y = np.zeros((8, 2, 2)), np.ones((8, 3))
+    d = array_data.arrays(x, y, np.ones((2, 2, 2)), np.zeros((2, 3)), batch_size=4)
+    assert d.spec == {"input_shape": (2, 2), "num_outputs": 3, "task": "regression",
+                      "num_examples": 8}
+    assert len(d.splits["test"]["x"]) == 2 and d.splits["train"]["y"].dtype == np.float32
+    with pytest.raises(ConfigError, match=r"unknown keys \['batchsize'\]"):
+        array_data.arrays(x, y, batchsize=4)
+    with pytest.raises(ConfigError, match=r"data\.test_fraction"):
+        array_data.arrays(x, y, batch_size=4, test_fraction=1.5)
 
 
 # --- .npz files -----------------------------------------------------------------------------------
@@ -222,18 +290,82 @@ def test_npz_file(tmp_path):
               "x_test": rng.normal(size=(4, 3)), "y_test": np.array([3, 2, 1, 0])}
     path = tmp_path / "mine.npz"
     np.savez(path, **arrays, extra=np.zeros(1))
-    splits, spec = data.load({"name": "npz", "path": str(path), "batch_size": 5})
+    d = load("npz", path=str(path), batch_size=5)
+    splits, spec = d.splits, d.spec
     assert spec == {"input_shape": (3,), "num_outputs": 4, "task": "classification",
-                    "kind": "examples"}
+                    "num_examples": 10}
+    assert set(splits) == {"train", "test"}
     np.testing.assert_allclose(splits["train"]["x"], arrays["x"].astype(np.float32))
     np.testing.assert_array_equal(splits["test"]["y"], arrays["y_test"])
+
+
+def test_npz_without_a_test_split_is_split_by_test_fraction(tmp_path):
+    y = np.repeat(np.arange(3), 10)
+    x = np.arange(60, dtype=np.float64).reshape(30, 2)
+    path = tmp_path / "no_test.npz"
+    np.savez(path, x=x, y=y)
+    assert set(npz.arrays({"path": str(path)})) == {"x", "y"}
+    d = load("npz", path=str(path), batch_size=4, test_fraction=0.2)
+    assert len(d.splits["train"]["x"]) == 24 and len(d.splits["test"]["x"]) == 6
+    np.testing.assert_array_equal(np.bincount(d.splits["test"]["y"]), [2, 2, 2])  # stratified
+    together = np.concatenate([d.splits["train"]["x"], d.splits["test"]["x"]])
+    assert sorted(together[:, 0].tolist()) == x[:, 0].tolist()
+    d = load("npz", path=str(path), batch_size=4, test_fraction=0.5)
+    assert len(d.splits["test"]["x"]) == 15
+
+
+@pytest.mark.parametrize("arrays, pattern", [
+    ({"x": np.zeros((6, 2))}, r"bad\.npz lacks the arrays \['y'\]"),
+    ({"inputs": np.zeros((6, 2)), "targets": np.zeros(6, int)},
+     r"bad\.npz lacks the arrays \['x', 'y'\]; it has \['inputs', 'targets'\]"),
+    ({"x": np.zeros((6, 2)), "y": np.zeros(6, int), "x_test": np.zeros((2, 2))},
+     r"'x_test' and 'y_test' come together"),
+    ({"x": np.zeros(6), "y": np.zeros((6, 2), int), "x_test": np.zeros(2),
+      "y_test": np.zeros((2, 2), int)}, r"class labels must be \[n\]; got \(6, 2\)"),
+    ({"x": np.zeros((6, 2)), "y": np.zeros(5, int), "x_test": np.zeros((2, 2)),
+      "y_test": np.zeros(2, int)}, r"train: 6 inputs but 5 targets"),
+    ({"x": np.array([[0.0, np.nan]] * 6), "y": np.zeros(6, int), "x_test": np.zeros((2, 2)),
+      "y_test": np.zeros(2, int)}, r"train: inputs contain NaN or Inf"),
+    ({"x": np.zeros((6, 2)), "y": np.zeros((6, 1)), "x_test": np.zeros((2, 2)),
+      "y_test": np.array([[1.0], [np.nan]])}, r"test: targets contain NaN or Inf"),
+])
+def test_npz_bad_contents_name_the_problem(tmp_path, arrays, pattern):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=pattern):
+        load("npz", path=str(path), batch_size=2)
+
+
+def test_experiment_load_resolves_a_relative_npz_path_against_the_config_folder(tmp_path,
+                                                                               monkeypatch):
+    folder = tmp_path / "project"
+    (folder / "arrays").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(folder / "arrays" / "mine.npz", x=rng.normal(size=(40, 3)),
+             y=np.repeat(np.arange(2), 20))
+    (folder / "mine.py").write_text(
+        "def get_config():\n"
+        "    return {'algorithm': 'supervised',\n"
+        "            'data': {'name': 'npz', 'path': 'arrays/mine.npz', 'batch_size': 8},\n"
+        "            'model': {'name': 'mlp', 'hidden': (4,)}, 'loop': {'steps': 5}}\n")
+    monkeypatch.chdir(tmp_path)  # not the config's folder: a path relative to here would fail
+    cfg = experiment.load(str(folder / "mine.py"))
+    assert cfg["data"]["path"] == str(folder / "arrays" / "mine.npz")
+    d = data.load(cfg["data"])
+    assert d.spec["num_examples"] == 32 and len(d.splits["test"]["x"]) == 8  # test_fraction 0.2
+    # an absolute path is kept as it is
+    (folder / "abs.py").write_text(
+        "def get_config():\n"
+        f"    return {{'algorithm': 'supervised', 'data': {{'name': 'npz', "
+        f"'path': {str(folder / 'arrays' / 'mine.npz')!r}}}}}\n")
+    assert experiment.load(str(folder / "abs.py"))["data"]["path"] == str(folder / "arrays" / "mine.npz")
 
 
 def test_npz_corrupt_file_names_it(tmp_path):
     path = tmp_path / "corrupt.npz"
     path.write_bytes(np.random.default_rng(0).bytes(2000))
     with pytest.raises(ConfigError, match=r"corrupt\.npz.*not a readable \.npz"):
-        files.npz({"path": str(path)})
+        npz.arrays({"path": str(path)})
 
 
 def test_npz_truncated_zip(tmp_path):
@@ -241,18 +373,20 @@ def test_npz_truncated_zip(tmp_path):
     np.savez(path, x=np.zeros(100), y=np.zeros(100), x_test=np.zeros(1), y_test=np.zeros(1))
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ConfigError, match="torn.npz"):
-        files.npz({"path": str(path)})
+        npz.arrays({"path": str(path)})
 
 
 def test_npz_missing_array_missing_file_no_path(tmp_path):
     path = tmp_path / "partial.npz"
-    np.savez(path, x=np.zeros(3), y=np.zeros(3))
-    with pytest.raises(ConfigError, match=r"partial\.npz lacks the arrays \['x_test', 'y_test'\]"):
-        files.npz({"path": str(path)})
+    np.savez(path, x=np.zeros(3), x_test=np.zeros(3))
+    with pytest.raises(ConfigError, match=r"partial\.npz lacks the arrays \['y'\]"):
+        npz.arrays({"path": str(path)})
     with pytest.raises(ConfigError, match="does not exist"):
-        files.npz({"path": str(tmp_path / "nope.npz")})
+        npz.arrays({"path": str(tmp_path / "nope.npz")})
     with pytest.raises(ConfigError, match="data.path"):
-        files.npz({"name": "npz"})
+        npz.arrays({"name": "npz"})
+    with pytest.raises(ConfigError, match="data.path"):
+        load("npz")  # the default path is empty
 
 
 def test_npz_refuses_pickles_and_plain_npy(tmp_path):
@@ -260,11 +394,11 @@ def test_npz_refuses_pickles_and_plain_npy(tmp_path):
     np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1),
              x_test=np.zeros(1), y_test=np.zeros(1))
     with pytest.raises(ConfigError, match="objects.npz"):
-        files.npz({"path": str(path)})
+        npz.arrays({"path": str(path)})
     npy = tmp_path / "single.npy"
     np.save(npy, np.zeros(3))
     with pytest.raises(ConfigError, match="single.npy"):
-        files.npz({"path": str(npy)})
+        npz.arrays({"path": str(npy)})
 
 
 # --- MNIST IDX ------------------------------------------------------------------------------------
@@ -280,10 +414,10 @@ def test_read_idx_ubyte_images_and_labels(tmp_path):
     labels = np.array([7, 2, 9], np.uint8)
     (tmp_path / "img").write_bytes(idx_bytes(images))
     (tmp_path / "lab").write_bytes(idx_bytes(labels))
-    got = files.read_idx(tmp_path / "img")
+    got = mnist_idx.read_idx(tmp_path / "img")
     assert got.shape == (2, 3, 4) and got.dtype == np.uint8
     np.testing.assert_array_equal(got, images)
-    np.testing.assert_array_equal(files.read_idx(tmp_path / "lab"), labels)
+    np.testing.assert_array_equal(mnist_idx.read_idx(tmp_path / "lab"), labels)
     # the header really is what the format says: magic 0x00000803, then big-endian sizes
     assert (tmp_path / "img").read_bytes()[:8] == bytes.fromhex("0000080300000002")
 
@@ -293,7 +427,7 @@ def test_read_idx_ubyte_images_and_labels(tmp_path):
 def test_read_idx_big_endian_types(tmp_path, code, values):
     arr = np.array(values)
     (tmp_path / "f").write_bytes(idx_bytes(arr, code))
-    got = files.read_idx(tmp_path / "f")
+    got = mnist_idx.read_idx(tmp_path / "f")
     np.testing.assert_array_equal(got, arr.astype(got.dtype))
     assert got.dtype.isnative
 
@@ -303,22 +437,22 @@ def test_read_idx_bad_magic(tmp_path):
     for bad in (b"\x01" + good[1:], good[:2] + b"\x07" + good[3:], b"\x00\x00"):
         (tmp_path / "bad").write_bytes(bad)
         with pytest.raises(ConfigError, match=r"bad.*bad magic number"):
-            files.read_idx(tmp_path / "bad")
+            mnist_idx.read_idx(tmp_path / "bad")
 
 
 def test_read_idx_truncated(tmp_path):
     good = idx_bytes(np.ones((3, 5), np.uint8))
     (tmp_path / "short").write_bytes(good[:-1])
     with pytest.raises(ConfigError, match=r"short: 26 bytes for shape \(3, 5\), expected 27"):
-        files.read_idx(tmp_path / "short")
+        mnist_idx.read_idx(tmp_path / "short")
     (tmp_path / "long").write_bytes(good + b"\x00")
     with pytest.raises(ConfigError, match="28 bytes .* expected 27"):
-        files.read_idx(tmp_path / "long")
+        mnist_idx.read_idx(tmp_path / "long")
     (tmp_path / "head").write_bytes(good[:9])
     with pytest.raises(ConfigError, match="truncated header"):
-        files.read_idx(tmp_path / "head")
+        mnist_idx.read_idx(tmp_path / "head")
     with pytest.raises(ConfigError, match="does not exist"):
-        files.read_idx(tmp_path / "absent")
+        mnist_idx.read_idx(tmp_path / "absent")
 
 
 def write_mnist(folder, n_train=3, n_test=2, n_train_labels=None):
@@ -336,7 +470,8 @@ def write_mnist(folder, n_train=3, n_test=2, n_train_labels=None):
 
 def test_mnist_idx_folder(tmp_path):
     tr, ytr, te, yte = write_mnist(tmp_path / "mnist")
-    splits, spec = data.load({"name": "mnist_idx", "path": str(tmp_path / "mnist"), "batch_size": 2})
+    d = load("mnist_idx", path=str(tmp_path / "mnist"), batch_size=2)
+    splits, spec = d.splits, d.spec
     assert splits["train"]["x"].shape == (3, 28, 28, 1) and splits["test"]["x"].shape == (2, 28, 28, 1)
     np.testing.assert_allclose(splits["train"]["x"][..., 0], tr / 255.0, rtol=1e-6)
     np.testing.assert_allclose(splits["test"]["x"][..., 0], te / 255.0, rtol=1e-6)
@@ -349,12 +484,12 @@ def test_mnist_idx_folder(tmp_path):
 def test_mnist_idx_errors(tmp_path):
     write_mnist(tmp_path / "m", n_train_labels=4)
     with pytest.raises(ConfigError, match="3 images but 4 labels"):
-        files.mnist_idx({"path": str(tmp_path / "m")})
+        mnist_idx.arrays({"path": str(tmp_path / "m")})
     (tmp_path / "m" / "t10k-labels-idx1-ubyte").unlink()
     write_mnist(tmp_path / "m2")
     (tmp_path / "m2" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte does not exist"):
-        files.mnist_idx({"path": str(tmp_path / "m2")})
+        mnist_idx.arrays({"path": str(tmp_path / "m2")})
 
 
 # --- CIFAR-10 binary ------------------------------------------------------------------------------
@@ -376,7 +511,7 @@ def write_cifar(folder, per_file=2):
 
 def test_cifar10_binary(tmp_path):
     written = write_cifar(tmp_path / "cifar")
-    a = files.cifar10_binary({"path": str(tmp_path / "cifar")})
+    a = cifar10_binary.arrays({"path": str(tmp_path / "cifar")})
     assert a["x"].shape == (10, 32, 32, 3) and a["x_test"].shape == (2, 32, 32, 3)
     assert a["x"].dtype == np.float32 and a["y"].dtype == np.int32
     train_labels = np.concatenate([written[f"data_batch_{i}.bin"][0] for i in range(1, 6)])
@@ -388,9 +523,8 @@ def test_cifar10_binary(tmp_path):
     # spot check the layout on raw bytes: record 0 of file 1, pixel (row 1, col 2), green channel
     raw = (tmp_path / "cifar" / "data_batch_1.bin").read_bytes()
     assert a["x"][0, 1, 2, 1] == pytest.approx(raw[1 + 1024 + 1 * 32 + 2] / 255.0)
-    splits, spec = data.load({"name": "cifar10_binary", "path": str(tmp_path / "cifar"),
-                              "batch_size": 4})
-    assert spec["input_shape"] == (32, 32, 3)
+    d = load("cifar10_binary", path=str(tmp_path / "cifar"), batch_size=4)
+    assert d.spec["input_shape"] == (32, 32, 3) and d.spec["num_examples"] == 10
 
 
 def test_cifar10_bad_size(tmp_path):
@@ -398,10 +532,10 @@ def test_cifar10_bad_size(tmp_path):
     p = tmp_path / "c" / "data_batch_3.bin"
     p.write_bytes(p.read_bytes() + b"\x00" * 5)
     with pytest.raises(ConfigError, match=r"data_batch_3\.bin: 6151 bytes is not a whole number"):
-        files.cifar10_binary({"path": str(tmp_path / "c")})
+        cifar10_binary.arrays({"path": str(tmp_path / "c")})
     p.write_bytes(b"")
     with pytest.raises(ConfigError, match=r"data_batch_3\.bin: 0 bytes"):
-        files.cifar10_binary({"path": str(tmp_path / "c")})
+        cifar10_binary.arrays({"path": str(tmp_path / "c")})
 
 
 def test_cifar10_bad_label_and_missing_file(tmp_path):
@@ -411,7 +545,7 @@ def test_cifar10_bad_label_and_missing_file(tmp_path):
     raw[3073] = 12
     p.write_bytes(bytes(raw))
     with pytest.raises(ConfigError, match=r"test_batch\.bin: label 12 is not in 0\.\.9"):
-        files.cifar10_binary({"path": str(tmp_path / "c")})
+        cifar10_binary.arrays({"path": str(tmp_path / "c")})
     (tmp_path / "c" / "data_batch_5.bin").unlink()
     with pytest.raises(ConfigError, match=r"data_batch_5\.bin does not exist"):
-        files.cifar10_binary({"path": str(tmp_path / "c")})
+        cifar10_binary.arrays({"path": str(tmp_path / "c")})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlcore.config import ConfigError
-from dlcore.data import episodes, sklearn_data
+from dlcore.data import digits_classes, episodes
 
 C, M = 9, 7
 # jitted once per shape: eager sampling compiles op by op, which would make these tests slow
@@ -75,7 +75,7 @@ def test_jit_and_batch_match_single_episodes():
 
 
 def test_numpy_arrays_work_inside_jit_and_vmap():
-    x = np.asarray(encoded())  # as glyphs.load returns them, closed over as a constant
+    x = np.asarray(encoded())  # as glyphs.splits returns them, closed over as a constant
     batch = jax.jit(lambda k: episodes.sample_batch(k, x, 2, 3, 2, 2))(jax.random.key(0))
     check_episode(jax.tree.map(lambda a: a[1], batch), 3, 2, 2)
 
@@ -159,14 +159,14 @@ def test_mean_ci95_matches_numpy():
 def test_digits_classes_split_and_order():
     from sklearn.datasets import load_digits
 
-    d = sklearn_data.digits_classes({})
+    d = digits_classes.splits({})
     assert d["train"]["x"].shape == (5, 174, 8, 8, 1) and d["test"]["x"].shape == (5, 174, 8, 8, 1)
     assert d["train"]["x"].dtype == np.float32
     assert d["train"]["x"].min() == 0.0 and d["test"]["x"].max() == 1.0
     raw = load_digits()
     first_sevens = raw.images[raw.target == 7][:174] / 16.0
     np.testing.assert_allclose(d["test"]["x"][2, ..., 0], first_sevens)  # test classes are 5..9
-    custom = sklearn_data.digits_classes({"train_classes": [9, 0, 4]})
+    custom = digits_classes.splits({"train_classes": [9, 0, 4]})
     np.testing.assert_array_equal(custom["train"]["x"][1], d["train"]["x"][0])
     assert custom["test"]["x"].shape[0] == 7
     episodes.check(d, 5, 5, 15)
@@ -182,5 +182,32 @@ def test_digits_classes_split_and_order():
 ])
 def test_digits_classes_errors(train, words):
     with pytest.raises(ConfigError) as e:
-        sklearn_data.digits_classes({"train_classes": train})
+        digits_classes.splits({"train_classes": train})
     assert "'data.train_classes'" in str(e.value) and words in str(e.value)
+
+
+def test_digits_classes_load_is_episodic_data():
+    cfg = {**digits_classes.defaults(), "batch_size": 3, "n_way": 4, "k_shot": 2, "q_query": 3,
+           "test_n_way": 5, "eval_tasks": 10, "eval_chunk": 4}
+    d = digits_classes.load(cfg)
+    assert set(d.splits) == {"train", "test"} and not d.evaluate_train
+    spec = {k: v for k, v in d.spec.items() if k != "eval_tasks"}
+    assert spec == {"task": "classification", "input_shape": (8, 8, 1), "num_outputs": 4,
+                    "test_n_way": 5, "num_train_classes": 5, "attribute_dim": 0}
+    # training batches: batch_size episodes of the training classes, a function of (step, key)
+    draw = jax.jit(d.sample)
+    key = jax.random.key(0)
+    batch = draw(d.splits["train"], 2, key)
+    assert batch["support"]["x"].shape == (3, 8, 8, 8, 1) and batch["query"]["y"].shape == (3, 12)
+    jax.tree.map(np.testing.assert_array_equal, batch, draw(d.splits["train"], 2, key))
+    assert not np.array_equal(batch["support"]["x"], draw(d.splits["train"], 3, key)["support"]["x"])
+    # evaluation episodes: fixed (eval_seed), test_n_way classes, eval_chunk at a time
+    n, chunk, tasks = d.spec["eval_tasks"]
+    assert (n, chunk) == (10, 4)
+    first = jax.jit(tasks, static_argnums=1)(d.splits["test"], 0)
+    assert first["support"]["y"].shape == (4, 10) and first["query"]["x"].shape == (4, 15, 8, 8, 1)
+    jax.tree.map(np.testing.assert_array_equal, first, tasks(d.splits["test"], 0))
+    with pytest.raises(ConfigError, match="'data.test_n_way'"):
+        digits_classes.load({**cfg, "test_n_way": 6})  # 5 test digits
+    with pytest.raises(ConfigError, match="'data.eval_chunk'"):
+        digits_classes.load({**cfg, "eval_chunk": 0})

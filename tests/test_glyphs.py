@@ -119,7 +119,7 @@ CFG = dict(num_classes=10, per_class=4, image_size=16, data_seed=1, test_classes
 
 
 def test_load_caches_and_reads_back(cache_dir, monkeypatch):
-    splits = glyphs.load(CFG)
+    splits = glyphs.splits(CFG)
     written = sorted(p.name for p in cache_dir.iterdir())
     assert written == [glyphs.cache_name(10, 4, 16, 1)]
     assert glyphs.VERSION in written[0] and "c10-m4-s16-seed1" in written[0]
@@ -129,7 +129,7 @@ def test_load_caches_and_reads_back(cache_dir, monkeypatch):
     def no_generate(*args):
         raise AssertionError("regenerated although the cache was there")
     monkeypatch.setattr(glyphs, "generate_uint8", no_generate)
-    again = glyphs.load({**CFG, "unrelated": 1})
+    again = glyphs.splits({**CFG, "unrelated": 1})
     for split in (splits, again):
         joined = {k: np.concatenate([split["train"][k], split["test"][k]]) for k in fresh}
         for k in fresh:
@@ -140,12 +140,12 @@ def test_load_caches_and_reads_back(cache_dir, monkeypatch):
 def test_torn_cache_file_is_regenerated(cache_dir):
     cache_dir.mkdir()
     (cache_dir / glyphs.cache_name(10, 4, 16, 1)).write_bytes(b"not a zip")
-    splits = glyphs.load(CFG)
+    splits = glyphs.splits(CFG)
     assert splits["train"]["x"].shape == (7, 4, 16, 16, 1)
 
 
 def test_split_sizes_and_disjointness(cache_dir):
-    s = glyphs.load({**CFG, "validation_classes": 2})
+    s = glyphs.splits({**CFG, "validation_classes": 2})
     assert [s[k]["x"].shape[0] for k in ("train", "validation", "test")] == [5, 2, 3]
     assert [s[k]["attributes"].shape for k in ("train", "validation", "test")] == [(5, 20), (2, 20),
                                                                                   (3, 20)]
@@ -154,7 +154,7 @@ def test_split_sizes_and_disjointness(cache_dir):
     np.testing.assert_array_equal(s["validation"]["x"], full["x"][5:7])
     rows = [tuple(r) for k in s for r in s[k]["attributes"]]
     assert len(set(rows)) == 10  # no class in two splits
-    assert set(glyphs.load(CFG)) == {"train", "test"}  # no validation split unless asked
+    assert set(glyphs.splits(CFG)) == {"train", "test"}  # no validation split unless asked
 
 
 @pytest.mark.parametrize("change, key, words", [
@@ -172,7 +172,7 @@ def test_split_sizes_and_disjointness(cache_dir):
 ])
 def test_config_errors(cache_dir, change, key, words):
     with pytest.raises(ConfigError) as e:
-        glyphs.load({**CFG, **change})
+        glyphs.splits({**CFG, **change})
     assert f"'{key}'" in str(e.value) and words in str(e.value)
     assert not cache_dir.exists() or not any(cache_dir.iterdir())  # checked before generating
 
@@ -180,3 +180,19 @@ def test_config_errors(cache_dir, change, key, words):
 def test_picture(tmp_path):
     path = glyphs.picture(tmp_path / "figs" / "g.png", num_classes=2, per_class=3, size=16)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_is_episodic_data_with_attributes(cache_dir):
+    import jax
+    cfg = {**glyphs.defaults(), **CFG, "batch_size": 2, "n_way": 3, "k_shot": 1, "q_query": 2,
+           "eval_tasks": 4, "eval_chunk": 2}
+    d = glyphs.load(cfg)
+    assert d.spec["input_shape"] == (16, 16, 1) and d.spec["num_train_classes"] == 7
+    assert d.spec["attribute_dim"] == 20 and d.spec["num_outputs"] == 3
+    batch = jax.jit(d.sample)(d.splits["train"], 0, jax.random.key(0))
+    assert batch["attributes"].shape == (2, 3, 20)
+    # each episode's attributes are those of the classes it drew
+    np.testing.assert_array_equal(batch["attributes"],
+                                  d.splits["train"]["attributes"][np.asarray(batch["classes"])])
+    n, chunk, tasks = d.spec["eval_tasks"]
+    assert tasks(d.splits["test"], 1)["attributes"].shape == (2, 3, 20)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import config as config_lib, data as data_lib, loop, meta
+from dlcore import config as config_lib, data as data_lib, experiment, meta, models
 from dlcore.algorithms import maml, metasgd, pretrained, protonet, reptile
 from dlcore.config import ConfigError
 from dlcore.data import sinusoid
@@ -41,8 +41,8 @@ def test_sinusoid_tasks_follow_the_paper():
     np.testing.assert_allclose(b["support"]["y"], amp[:, None, None] * np.sin(x - ph[:, None, None]),
                                rtol=1e-5, atol=1e-5)
     # the same task for the same (key, step), a new one for another step
-    cfg = config_lib.load("sinusoid/maml", quick=True)["data"]
-    sample = sinusoid.sampler(cfg)
+    cfg = experiment.load("sinusoid/maml", quick=True)["data"]
+    sample = sinusoid.load(cfg).sample
     key = jax.random.key(3)
     a, a2, c = sample({}, 5, key), sample({}, 5, key), sample({}, 6, key)
     np.testing.assert_array_equal(a["query"]["x"], a2["query"]["x"])
@@ -50,13 +50,15 @@ def test_sinusoid_tasks_follow_the_paper():
 
 
 def test_sinusoid_test_tasks_are_fixed_by_eval_seed():
-    cfg = config_lib.load("sinusoid/maml", quick=True)["data"]
-    s1, spec = data_lib.load(cfg)
-    s2, _ = data_lib.load(cfg)
-    s3, _ = data_lib.load({**cfg, "eval_seed": cfg["eval_seed"] + 1})
+    cfg = experiment.load("sinusoid/maml", quick=True)["data"]
+    d1 = data_lib.load(cfg)
+    s1, spec, s2 = d1.splits, d1.spec, data_lib.load(cfg).splits
+    s3 = data_lib.load({**cfg, "eval_seed": cfg["eval_seed"] + 1}).splits
     np.testing.assert_array_equal(s1["test"]["support"]["x"], s2["test"]["support"]["x"])
     assert not np.allclose(s1["test"]["support"]["x"], s3["test"]["support"]["x"])
-    assert spec["kind"] == "tasks" and s1["train"] == {}
+    # tasks drawn per step: no training split, and the fixed test tasks for the evaluation
+    assert s1["train"] == {} and spec["eval_tasks"][0] == cfg["eval_tasks"]
+    assert not d1.evaluate_train
     assert s1["test"]["query"]["x"].shape == (cfg["eval_tasks"], cfg["eval_query"], 1)
 
 
@@ -64,7 +66,7 @@ def test_sinusoid_test_tasks_are_fixed_by_eval_seed():
     ("k_shot", 0, "data.k_shot"), ("amplitude", (5.0, 0.1), "data.amplitude"),
     ("eval_chunk", -1, "data.eval_chunk")])
 def test_sinusoid_bad_settings(key, value, message):
-    cfg = config_lib.load("sinusoid/maml", quick=True)["data"]
+    cfg = experiment.load("sinusoid/maml", quick=True)["data"]
     with pytest.raises(ConfigError, match=message):
         data_lib.load({**cfg, key: value})
 
@@ -150,18 +152,18 @@ def test_evaluate_tasks_statistics(unroll):
 # --- the algorithms ---------------------------------------------------------------------------------
 
 def build(name: str, module, **sets):
-    config = config_lib.load(name, quick=True)
+    config = experiment.load(name, quick=True)
     for key, value in sets.items():
         section, k = key.split("__")
         config[section][k] = value
-    splits, spec = data_lib.load(config["data"])
-    return config, splits, spec, module.make(config, spec)
+    data = data_lib.load(config["data"])
+    return config, data, data.spec, module.make(config, data, config["loop"]["steps"])
 
 
 def test_maml_learns_to_adapt():
     """After 1500 meta-updates one inner step helps a new sinusoid a lot: the point of MAML."""
-    config, splits, spec, alg = build("sinusoid/maml", maml, loop__steps=1500)
-    sample = data_lib.sampler(config["data"], spec)
+    config, data, spec, alg = build("sinusoid/maml", maml, loop__steps=1500)
+    sample = data.sample
 
     @jax.jit
     def train(state, key):
@@ -169,44 +171,47 @@ def test_maml_learns_to_adapt():
             return alg.step(s, sample({}, t, key), jax.random.fold_in(key, t))[0], None
         return jax.lax.scan(body, state, jnp.arange(1500))[0]
     state = train(alg.init(jax.random.key(0)), jax.random.key(1))
-    m = jax.jit(alg.evaluate)(state, splits["test"], jax.random.key(2))
+    m = jax.jit(alg.evaluate)(state, data.splits["test"], jax.random.key(2))
     assert m["mse_after_steps"].shape == (11,)
     assert m["mse_after_steps"][1] < 0.6 * m["mse_after_steps"][0]
     assert np.all(np.isfinite(m["mse_after_steps"]))
 
 
 def test_adapt_checks_the_support_set():
-    _, splits, spec, alg = build("sinusoid/maml", maml)
+    _, data, spec, alg = build("sinusoid/maml", maml)
+    adapt = alg.extras["adapt"]
     state = alg.init(jax.random.key(0))
     good = {"x": jnp.zeros((10, 1)), "y": jnp.zeros((10, 1))}
-    assert jax.tree.structure(alg.adapt(state.params, good, jax.random.key(0))) == \
+    assert jax.tree.structure(adapt(state.params, good, jax.random.key(0))) == \
         jax.tree.structure(state.params)
     with pytest.raises(ValueError, match=r"shape \(2,\), the model takes \(1,\)"):
-        alg.adapt(state.params, {"x": jnp.zeros((10, 2)), "y": jnp.zeros((10, 1))}, None)
+        adapt(state.params, {"x": jnp.zeros((10, 2)), "y": jnp.zeros((10, 1))}, None)
     with pytest.raises(ValueError, match="10 inputs but 9 targets"):
-        alg.adapt(state.params, {"x": jnp.zeros((10, 1)), "y": jnp.zeros((9, 1))}, None)
+        adapt(state.params, {"x": jnp.zeros((10, 1)), "y": jnp.zeros((9, 1))}, None)
     with pytest.raises(ValueError, match=r"\[K, 1\] regression targets"):
-        alg.adapt(state.params, {"x": jnp.zeros((10, 1)), "y": jnp.zeros((10,))}, None)
+        adapt(state.params, {"x": jnp.zeros((10, 1)), "y": jnp.zeros((10,))}, None)
 
 
 def test_protonet_prototypes_and_label_check():
-    config, splits, spec, alg = build("digits/protonet", protonet)
+    config, data, spec, alg = build("digits/protonet", protonet)
+    adapt = alg.extras["adapt"]
     state = alg.init(jax.random.key(0))
-    x = jnp.asarray(splits["train"]["x"][:5, :2].reshape(10, 8, 8, 1))
+    x = jnp.asarray(data.splits["train"]["x"][:5, :2].reshape(10, 8, 8, 1))
     y = jnp.repeat(jnp.arange(5), 2)
-    protos = alg.adapt(state.params, {"x": x, "y": y}, None)
-    embed = meta.model_apply(protonet.models.build(config["model"], 64))
+    protos = adapt(state.params, {"x": x, "y": y}, None)
+    embed = meta.model_apply(models.build(config["model"], spec["input_shape"], 64),
+                             spec["input_shape"])
     z = jax.jit(embed)(state.params, x)
     np.testing.assert_allclose(protos, np.asarray(z).reshape(5, 2, -1).mean(1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="labels must lie in 0..4"):
-        alg.adapt(state.params, {"x": x, "y": y + 1}, None)
+        adapt(state.params, {"x": x, "y": y + 1}, None)
 
 
 def test_metasgd_learns_its_rates():
-    config, splits, spec, alg = build("sinusoid/maml", metasgd)
+    config, data, spec, alg = build("sinusoid/maml", metasgd)
     state = alg.init(jax.random.key(0))
     assert jax.tree.structure(state.params["lr"]) == jax.tree.structure(state.params["net"])
-    batch = data_lib.sampler(config["data"], spec)({}, 0, jax.random.key(1))
+    batch = data.sample({}, 0, jax.random.key(1))
     new, metrics = jax.jit(alg.step)(state, batch, jax.random.key(2))
     moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
                                          new.params["lr"], state.params["lr"]))
@@ -215,13 +220,13 @@ def test_metasgd_learns_its_rates():
 
 def test_reptile_moves_toward_the_mean_adapted_params():
     """With SGD of rate 1 as the outer optimizer, the new initialisation is the tasks' mean."""
-    config, splits, spec, alg = build("sinusoid/reptile", reptile, optim__name="sgd",
-                                      optim__learning_rate=1.0)
+    config, data, spec, alg = build("sinusoid/reptile", reptile, optim__name="sgd",
+                                    optim__learning_rate=1.0)
     state = alg.init(jax.random.key(0))
-    batch = data_lib.sampler(config["data"], spec)({}, 0, jax.random.key(1))
+    batch = data.sample({}, 0, jax.random.key(1))
     new, _ = jax.jit(alg.step)(state, batch, jax.random.key(2))
     every = jax.tree.map(lambda s, q: jnp.concatenate([s, q], 1), batch["support"], batch["query"])
-    adapt = jax.jit(lambda p, s: alg.adapt(p, s, None))
+    adapt = jax.jit(lambda p, s: alg.extras["adapt"](p, s, None))
     adapted = [adapt(state.params, jax.tree.map(lambda a: a[i], every))
                for i in range(config["data"]["batch_size"])]
     mean = jax.tree.map(lambda *a: jnp.mean(jnp.stack(a), 0), *adapted)
@@ -230,11 +235,11 @@ def test_reptile_moves_toward_the_mean_adapted_params():
 
 
 def test_pretrained_classifier_uses_global_labels_and_a_fresh_head():
-    config, splits, spec, alg = build("digits/pretrained", pretrained)
+    config, data, spec, alg = build("digits/pretrained", pretrained)
     state = alg.init(jax.random.key(0))
     assert state.params["head"]["kernel"].shape[-1] == spec["num_train_classes"]
-    support = {"x": jnp.asarray(splits["test"]["x"][:, 0]), "y": jnp.arange(5)}
-    tuned = alg.adapt(state.params, support, None, steps=0)
+    support = {"x": jnp.asarray(data.splits["test"]["x"][:, 0]), "y": jnp.arange(5)}
+    tuned = alg.extras["adapt"](state.params, support, None, steps=0)
     assert not np.any(np.asarray(tuned["head"]["kernel"])) and tuned["head"]["kernel"].shape[-1] == 5
 
 
@@ -245,10 +250,10 @@ def test_pretrained_classifier_uses_global_labels_and_a_fresh_head():
     ({"meta.inner_lr": -1.0}, r"meta.inner_lr"),
 ])
 def test_fewshot_bad_config_is_one_clear_error(sets, message, tmp_path):
-    config = config_lib.load("digits/maml", quick=True)
-    config = config_lib.apply_overrides(config, [f"{k}={v}" for k, v in sets.items()])
+    config = experiment.load("digits/maml", quick=True)
+    config = experiment.apply_overrides(config, [f"{k}={v}" for k, v in sets.items()])
     with pytest.raises(ConfigError, match=message):
-        loop.run(config, tmp_path, progress=False)
+        experiment.run(config, tmp_path, progress=False)
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -260,32 +265,33 @@ def test_models_with_batch_norm_are_refused():
 # --- through the loop -------------------------------------------------------------------------------
 
 def test_sinusoid_summary_reports_every_step_for_seeds_in_one_program(tmp_path):
-    config = config_lib.load("sinusoid/maml", quick=True)
-    s = loop.run(config, tmp_path, seeds=2, progress=False)
+    config = experiment.load("sinusoid/maml", quick=True)
+    s = experiment.run(config, tmp_path, seeds=2, progress=False)
     m = s["metrics"]
-    assert len(m["mse_after_steps"]) == 11 and len(m["median_mse_after_steps"]) == 11
-    assert np.asarray(s["per_seed"]["mse_after_steps"]).shape == (2, 11)
-    assert m["mse_after_steps"] == m["test_mse_after_steps"]
-    assert np.all(np.isfinite(m["mse_after_steps"]))
+    assert len(m["test_mse_after_steps"]) == 11 and len(m["test_median_mse_after_steps"]) == 11
+    assert np.asarray(s["per_seed"]["test_mse_after_steps"]).shape == (2, 11)
+    assert "mse_after_steps" not in m  # no aliases: every final metric is <split>_<name>
+    assert np.all(np.isfinite(m["test_mse_after_steps"]))
     # the two seeds trained differently
-    a, b = np.asarray(s["per_seed"]["mse_after_steps"])
+    a, b = np.asarray(s["per_seed"]["test_mse_after_steps"])
     assert not np.allclose(a, b)
 
 
 def test_fewshot_summary_and_resume(tmp_path):
-    config = config_lib.load("digits/protonet", quick=True)
-    s = loop.run(copy.deepcopy(config), tmp_path, progress=False)
+    config = experiment.load("digits/protonet", quick=True)
+    s = experiment.run(copy.deepcopy(config), tmp_path, progress=False)
     assert 0.0 <= s["metrics"]["test_accuracy"] <= 1.0 and s["metrics"]["test_accuracy_ci95"] > 0
-    again = loop.run(copy.deepcopy(config), tmp_path, progress=False)  # resumes at the end
+    again = experiment.run(copy.deepcopy(config), tmp_path, progress=False)  # resumes at the end
     assert again["metrics"]["test_accuracy"] == s["metrics"]["test_accuracy"]
 
 
 def test_unrolled_meta_batch_equals_vmapped():
     """meta.task_batching only changes how the program runs, not what it computes."""
-    config, splits, spec, alg = build("sinusoid/maml", maml)
-    unrolled = maml.make({**config, "meta": {**config["meta"], "task_batching": "unroll"}}, spec)
+    config, data, spec, alg = build("sinusoid/maml", maml)
+    unrolled = maml.make({**config, "meta": {**config["meta"], "task_batching": "unroll"}}, data,
+                         config["loop"]["steps"])
     state = alg.init(jax.random.key(0))
-    batch = data_lib.sampler(config["data"], spec)({}, 0, jax.random.key(1))
+    batch = data.sample({}, 0, jax.random.key(1))
     a, ma = jax.jit(alg.step)(state, batch, jax.random.key(2))
     b, mb = jax.jit(unrolled.step)(state, batch, jax.random.key(2))
     np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-5)

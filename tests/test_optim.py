@@ -1,4 +1,5 @@
-"""dlcore.optim: the optax chain from the `optim` config section, checked against hand-computed updates."""
+"""dlcore.optim: the optax chain from the `optim` config section, checked against hand-computed
+updates; the L2 penalty inside it; its injected hyperparameters."""
 from __future__ import annotations
 
 import jax
@@ -7,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from dlcore import models, optim
+from dlcore import losses, optim
 from dlcore.config import ConfigError
+from dlcore.models.mlp import MLP
 
 LR = 0.1
 
@@ -46,7 +48,7 @@ def test_decay_mask_excludes_bias_and_scale():
 
 
 def test_decay_mask_on_real_model_params():
-    model = models.MLP(hidden=(3,), num_outputs=2, batch_norm=True)
+    model = MLP(hidden=(3,), num_outputs=2, batch_norm=True)
     variables = model.init(jax.random.key(0), jnp.ones((2, 4)))
     flat = jax.tree_util.tree_flatten_with_path(optim.decay_mask(variables["params"]))[0]
     named = {"/".join(p.key for p in path): m for path, m in flat}
@@ -187,18 +189,33 @@ def test_optimizer_follows_schedule():
 
 # --- schedules ------------------------------------------------------------------------------------
 
+def schedule(cfg, total_steps):
+    """The learning rate at a step: learning_rate x schedule_shape."""
+    shape = optim.schedule_shape(cfg, total_steps)
+    return lambda step: cfg["learning_rate"] * shape(step)
+
+
 def lr_at(sched, steps):
     return np.array([float(sched(s)) for s in steps])
 
 
+def test_schedule_shape_is_the_rate_over_learning_rate():
+    cfg = optim.defaults(learning_rate=0.5, schedule="linear", end_learning_rate=0.1)
+    shape = optim.schedule_shape(cfg, 10)
+    np.testing.assert_allclose(lr_at(shape, [0, 5, 10]), [1.0, 0.6, 0.2], rtol=1e-6)
+    # the same shape for any learning rate with the same end ratio
+    other = optim.schedule_shape({**cfg, "learning_rate": 5.0, "end_learning_rate": 1.0}, 10)
+    np.testing.assert_allclose(lr_at(other, range(11)), lr_at(shape, range(11)), rtol=1e-6)
+
+
 def test_constant_schedule():
-    s = optim.schedule(optim.defaults(learning_rate=0.3, schedule="constant"), 100)
+    s = schedule(optim.defaults(learning_rate=0.3, schedule="constant"), 100)
     np.testing.assert_allclose(lr_at(s, [0, 1, 50, 99, 100]), 0.3, rtol=1e-6)
 
 
 def test_cosine_schedule():
     lr, end, total = 0.1, 0.001, 100
-    s = optim.schedule(optim.defaults(learning_rate=lr, schedule="cosine", end_learning_rate=end),
+    s = schedule(optim.defaults(learning_rate=lr, schedule="cosine", end_learning_rate=end),
                        total)
     np.testing.assert_allclose(float(s(0)), lr, rtol=1e-6)
     np.testing.assert_allclose(float(s(total)), end, rtol=1e-5)
@@ -210,14 +227,14 @@ def test_cosine_schedule():
 
 
 def test_linear_schedule():
-    s = optim.schedule(optim.defaults(learning_rate=1.0, schedule="linear", end_learning_rate=0.2),
+    s = schedule(optim.defaults(learning_rate=1.0, schedule="linear", end_learning_rate=0.2),
                        10)
     np.testing.assert_allclose(lr_at(s, [0, 5, 10, 20]), [1.0, 0.6, 0.2, 0.2], rtol=1e-6)
 
 
 def test_warmup_cosine_schedule():
     lr, warmup, total = 0.5, 10, 110
-    s = optim.schedule(optim.defaults(learning_rate=lr, schedule="warmup_cosine", warmup_steps=warmup,
+    s = schedule(optim.defaults(learning_rate=lr, schedule="warmup_cosine", warmup_steps=warmup,
                                       end_learning_rate=0.0), total)
     np.testing.assert_allclose(float(s(0)), 0.0, atol=1e-9)
     np.testing.assert_allclose(float(s(warmup // 2)), lr / 2, rtol=1e-6)
@@ -229,13 +246,13 @@ def test_warmup_cosine_schedule():
 
 
 def test_warmup_then_constant():
-    s = optim.schedule(optim.defaults(learning_rate=0.2, schedule="constant", warmup_steps=4), 20)
+    s = schedule(optim.defaults(learning_rate=0.2, schedule="constant", warmup_steps=4), 20)
     np.testing.assert_allclose(lr_at(s, [0, 1, 2, 4, 10, 20]), [0, 0.05, 0.1, 0.2, 0.2, 0.2],
                                rtol=1e-6, atol=1e-9)
 
 
 def test_step_schedule():
-    s = optim.schedule(optim.defaults(learning_rate=1.0, schedule="step"), 100)
+    s = schedule(optim.defaults(learning_rate=1.0, schedule="step"), 100)
     np.testing.assert_allclose(lr_at(s, [0, 49, 50, 74, 75, 99]), [1, 1, 0.1, 0.1, 0.01, 0.01],
                                rtol=1e-5)
 
@@ -272,3 +289,110 @@ def test_validate_accepts_defaults_and_last_warmup():
 def test_defaults_rejects_unknown_key():
     with pytest.raises(AssertionError):
         optim.defaults(learnin_rate=1.0)
+
+
+# --- the L2 penalty, inside the optimizer -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "rmsprop"])
+def test_l2_in_the_optimizer_equals_the_penalty_in_the_loss(name):
+    """optim.l2 adds l2 * w (kernels only) to the gradient before anything else: the same updates,
+    step after step, as minimising loss + l2 * losses.l2_penalty with l2 = 0 in the optimizer."""
+    l2 = 0.3
+    params, _ = params_and_grads()
+    target = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+
+    def loss(p):
+        return sum(jnp.sum(jnp.sin(a - b) ** 2) for a, b in
+                   zip(jax.tree.leaves(p), jax.tree.leaves(target)))
+
+    with_l2 = optim.build(optim.defaults(name=name, learning_rate=LR, l2=l2), 10)
+    plain = optim.build(optim.defaults(name=name, learning_rate=LR), 10)
+    penalised = lambda p: loss(p) + l2 * losses.l2_penalty(p)
+
+    def three_steps(tx, f, p):
+        state = tx.init(p)
+        for _ in range(3):
+            updates, state = tx.update(jax.grad(f)(p), state, p)
+            p = optax.apply_updates(p, updates)
+        return p
+
+    a, b, unpenalised = jax.jit(lambda p: (three_steps(with_l2, loss, p),
+                                           three_steps(plain, penalised, p),
+                                           three_steps(plain, loss, p)))(params)
+    assert_tree_close(a, b, rtol=1e-5, atol=1e-6)
+    # the penalty really acted on kernels, and left biases and norm scales alone
+    ka, ku = a["dense_0"]["kernel"], unpenalised["dense_0"]["kernel"]
+    assert np.abs(np.asarray(ka) - np.asarray(ku)).max() > 1e-3
+    for layer, leaf in (("dense_0", "bias"), ("bn_0", "scale"), ("head", "bias")):
+        np.testing.assert_allclose(a[layer][leaf], unpenalised[layer][leaf], rtol=1e-6)
+
+
+def test_l2_gradient_is_added_before_clipping():
+    """The penalty's gradient is part of the gradient that is clipped (as in the loss)."""
+    params, grads = params_and_grads()
+    l2 = 0.5
+    upd = first_update(optim.build(optim.defaults(name="sgd", learning_rate=LR, l2=l2,
+                                                  clip_norm=1.0), 10), params, grads)
+    total = jax.tree.map(lambda g, p, k: g + l2 * p * k, grads, params, optim.decay_mask(params))
+    norm = float(optax.tree.norm(total))
+    assert norm > 1.0
+    assert_tree_close(upd, jax.tree.map(lambda g: -LR * g / norm, total), rtol=1e-5)
+
+
+# --- injected hyperparameters --------------------------------------------------------------------
+
+def test_hyperparameters_are_injected_into_the_state():
+    cfg = optim.defaults(name="adam", learning_rate=0.02, l2=0.1, clip_norm=2.0, b1=0.8)
+    tx = optim.build(cfg, 10)
+    state = tx.init({"k": jnp.zeros(2)})
+    assert isinstance(state, optax.InjectStatefulHyperparamsState)
+    hyper = optim.hyperparameters(state)
+    assert set(hyper) == set(optim.HYPERPARAMETERS)
+    assert {k: float(v) for k, v in hyper.items()} == pytest.approx(optim.injected(cfg))
+    assert float(hyper["learning_rate"]) == pytest.approx(0.02) and hyper["b1"].dtype == jnp.float32
+    # adamw's default decay when unset
+    assert optim.injected(optim.defaults(name="adamw"))["weight_decay"] == 1e-4
+    assert optim.injected(optim.defaults(name="adamw", weight_decay=0.3))["weight_decay"] == 0.3
+
+
+def test_an_injected_learning_rate_scales_the_whole_schedule():
+    cfg = optim.defaults(name="sgd", learning_rate=1.0, schedule="linear", end_learning_rate=0.0)
+    tx = optim.build(cfg, total_steps=4)
+    w = {"k": jnp.zeros(1)}
+    state = tx.init(w)
+    state.hyperparams["learning_rate"] = jnp.asarray(0.5, jnp.float32)  # what a sweep does
+    lr_at_step = optim.learning_rate_at(cfg, 4)
+    seen, logged = [], []
+    for t in range(3):
+        logged.append(float(lr_at_step(state, jnp.int32(t))))
+        u, state = tx.update({"k": jnp.ones(1)}, state, w)
+        seen.append(-float(u["k"][0]))
+    np.testing.assert_allclose(seen, [0.5, 0.375, 0.25], atol=1e-6)
+    np.testing.assert_allclose(logged, seen, atol=1e-6)
+
+
+def test_states_differing_in_hyperparameters_vmap_as_separate_runs():
+    cfg = optim.defaults(name="adam", learning_rate=0.1, l2=0.01, weight_decay=0.01)
+    tx = optim.build(cfg, 10)
+    params, grads = params_and_grads()
+    rates, l2s = jnp.array([0.1, 0.03]), jnp.array([0.01, 0.2])
+
+    def one(lr, l2):
+        state = tx.init(params)
+        state.hyperparams["learning_rate"], state.hyperparams["l2"] = lr, l2
+        return tx.update(grads, state, params)[0]
+
+    together = jax.jit(jax.vmap(one))(rates, l2s)
+    for i in range(2):
+        alone = first_update(optim.build({**cfg, "learning_rate": float(rates[i]),
+                                          "l2": float(l2s[i])}, 10), params, grads)
+        assert_tree_close(jax.tree.map(lambda a: a[i], together), alone, rtol=1e-5, atol=1e-7)
+
+
+def test_clip_norm_zero_in_a_program_built_with_clipping_does_not_clip():
+    params, grads = params_and_grads()
+    tx = optim.build(optim.defaults(name="sgd", learning_rate=LR, clip_norm=1.0), 10)
+    state = tx.init(params)
+    state.hyperparams["clip_norm"] = jnp.asarray(0.0, jnp.float32)
+    upd, _ = tx.update(grads, state, params)
+    assert_tree_close(upd, jax.tree.map(lambda g: -LR * g, grads), rtol=1e-6)

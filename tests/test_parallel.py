@@ -4,9 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import config as config_lib, loop, parallel
+from dlcore import experiment, parallel
 from dlcore.algorithms import supervised
 from dlcore.config import ConfigError
+from dlcore.core import Data
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -16,10 +17,9 @@ def test_eight_fake_devices():
 
 
 def test_sharded_step_equals_single_device_step():
-    cfg = config_lib.apply_overrides(config_lib.load("mnist1d/mlp"),
-                                     ["model.hidden=32,32", "model.dropout=0.0"])
+    cfg = experiment.load("mnist1d/mlp", overrides=["model.hidden=32,32", "model.dropout=0.0"])
     spec = {"input_shape": (40,), "num_outputs": 10, "task": "classification"}
-    alg = supervised.make(cfg, spec)
+    alg = supervised.make(cfg, Data({}, spec, None), cfg["loop"]["steps"])
     state = alg.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = {"x": jnp.asarray(rng.normal(size=(64, 40)), jnp.float32),
@@ -43,10 +43,10 @@ def test_sharded_step_equals_single_device_step():
 def test_loop_on_eight_devices_matches_one(tmp_path):
     over = ["loop.steps=30", "loop.eval_every=10", "loop.checkpoint_every=10", "loop.log_every=10",
             "model.hidden=32,32", "loop.plots=false", "data.batch_size=96"]
-    cfg = config_lib.apply_overrides(config_lib.load("mnist1d/mlp"), over)
-    one = loop.run(cfg, tmp_path / "one", progress=False)
-    eight = loop.run(config_lib.apply_overrides(cfg, ["loop.devices=8"]), tmp_path / "eight",
-                     progress=False)
+    cfg = experiment.load("mnist1d/mlp", overrides=over)
+    one = experiment.run(cfg, tmp_path / "one", progress=False)
+    eight = experiment.run(experiment.apply_overrides(cfg, ["loop.devices=8"]), tmp_path / "eight",
+                           progress=False)
     np.testing.assert_allclose(one["metrics"]["test_loss"], eight["metrics"]["test_loss"],
                                rtol=1e-4)
 
@@ -54,6 +54,12 @@ def test_loop_on_eight_devices_matches_one(tmp_path):
 def test_mesh_errors():
     with pytest.raises(ConfigError, match="loop.devices"):
         parallel.data_mesh(9)
-    with pytest.raises(ConfigError, match="not divisible"):
-        parallel.check_divisible(100, parallel.data_mesh(8))
+    batch = {"x": jax.ShapeDtypeStruct((100, 40), jnp.float32),
+             "y": jax.ShapeDtypeStruct((100,), jnp.int32)}
+    with pytest.raises(ConfigError, match=r"data\.batch_size.*100 is not divisible by the 8"):
+        parallel.check_batch(batch, parallel.data_mesh(8))
+    parallel.check_batch(batch, parallel.data_mesh(4))  # 100 = 4 x 25
+    parallel.check_batch(batch, None)
+    with pytest.raises(ConfigError, match=r"loop\.devices.*take no batch"):
+        parallel.check_batch(None, parallel.data_mesh(2))  # an RL step collects its own data
     assert parallel.data_mesh(1) is None and parallel.data_mesh(-1).size == 8

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dlcore import config as config_lib, envs, loop, rl
+from dlcore import config as config_lib, envs, experiment, rl
 from dlcore.cli import main
 
 pytestmark = pytest.mark.timeout(180)  # a hung XLA program fails the test instead of CI
@@ -21,14 +21,19 @@ GAMMA = 0.9
 
 
 def tiny(name="cartpole/ppo", **over):
-    cfg = config_lib.load(name, quick=True)
     base = {"data.num_envs": 2, "rl.num_steps": 16, "model.hidden": "8,8", "loop.plots": "false",
             "loop.steps": 4, "loop.log_every": 2, "loop.eval_every": 4, "loop.checkpoint_every": 2,
             "loop.steps_per_call": 2, "loop.keep_checkpoints": 5}
     if name.endswith("ppo"):
         base.update({"ppo.num_minibatches": 2, "ppo.update_epochs": 2})
     base.update(over)
-    return config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in base.items()])
+    return experiment.load(name, quick=True, overrides=[f"{k}={v}" for k, v in base.items()])
+
+
+def make_train(cfg):
+    """train(key) of a config: its values built, then the PureJaxRL-shaped function of them."""
+    algorithm, _ = experiment.build(cfg)
+    return rl.make_train(algorithm, cfg["loop"]["steps"], cfg["loop"]["log_every"])
 
 
 # --- targets --------------------------------------------------------------------------------------
@@ -146,7 +151,7 @@ def test_rollout_keeps_the_final_observation_at_truncation():
 
 def test_environments_and_seeds_differ_under_vmap():
     cfg = tiny()
-    train = jax.jit(jax.vmap(rl.make_train(cfg)))
+    train = jax.jit(jax.vmap(make_train(cfg)))
     states, curve = train(jax.random.split(jax.random.key(0), 2))
     obs = np.asarray(states.runner.obs)  # [seeds, envs, 4]
     assert np.abs(obs[0] - obs[1]).min() > 0           # seeds differ
@@ -162,9 +167,9 @@ def test_resumed_host_loop_ends_where_make_train_ends(tmp_path, capsys):
     """train(key) = the host loop's run of the same config; interrupted after 2 of 4 iterations
     and resumed, the loop still ends there."""
     cfg = tiny(**{"optim.schedule": "constant"})  # an annealed rate depends on loop.steps
-    state, curve = jax.jit(rl.make_train(cfg))(jax.random.key(cfg["seed"]))
-    loop.run(config_lib.apply_overrides(cfg, ["loop.steps=2"]), tmp_path, progress=False)
-    summary = loop.run(cfg, tmp_path, progress=False)
+    state, curve = jax.jit(make_train(cfg))(jax.random.key(cfg["seed"]))
+    experiment.run(experiment.apply_overrides(cfg, ["loop.steps=2"]), tmp_path, progress=False)
+    summary = experiment.run(cfg, tmp_path, progress=False)
     assert "resumed from step 2" in capsys.readouterr().out
     with ocp.CheckpointManager((tmp_path / "checkpoints").resolve()) as m:
         saved = m.restore(m.latest_step())["state"]
@@ -175,10 +180,19 @@ def test_resumed_host_loop_ends_where_make_train_ends(tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     m = summary["metrics"]
-    assert m["final_return"] == pytest.approx(float(rl.recent_mean(state.runner.episodes)[0]),
-                                              rel=1e-5)
-    assert {"final_return", "final_return_std", "greedy_return"} <= set(m)
-    assert m["greedy_return"] >= 8  # CartPole cannot end sooner
+    assert m["test_final_return"] == pytest.approx(
+        float(rl.recent_mean(state.runner.episodes)[0]), rel=1e-5)
+    assert {"test_final_return", "test_greedy_return"} <= set(m)
+    assert "test_final_return" in summary["metrics_std"]
+    assert "final_return" not in m and "greedy_return" not in m  # no aliases
+    assert summary["headline"] == ["test_final_return", "test_greedy_return"]
+    assert m["test_greedy_return"] >= 8  # CartPole cannot end sooner
+    # `dlcore report` draws the trained policy's greedy episode (algorithm.pictures)
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("episode.png", "trajectory.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000 and name in printed
 
 
 def test_dqn_buffer_target_and_epsilon():
@@ -186,7 +200,7 @@ def test_dqn_buffer_target_and_epsilon():
     cfg = tiny("cartpole/dqn", **{"dqn.learning_starts": 30, "dqn.buffer_size": 50,
                                   "dqn.train_frequency": 5, "dqn.target_network_frequency": 20,
                                   "loop.steps": 12, "loop.log_every": 1})
-    state, curve = jax.jit(rl.make_train(cfg))(jax.random.key(0))
+    state, curve = jax.jit(make_train(cfg))(jax.random.key(0))
     per_step = 5 * 2
     assert int(state.buffer.size) == 50 and int(state.buffer.position) == (12 * per_step) % 50
     # the target network was last synced at 120 environment steps (a multiple of 20): equal
@@ -204,17 +218,17 @@ def test_dqn_buffer_target_and_epsilon():
 def test_ppo_learns_cartpole():
     """60 iterations (30,720 steps) of CleanRL's PPO lift the return well above a random policy's
     ~22; the full run reaches 500 (README)."""
-    cfg = config_lib.apply_overrides(config_lib.load("cartpole/ppo"), [
-        "loop.steps=60", "loop.log_every=10"])
-    _, curve = jax.jit(rl.make_train(cfg))(jax.random.key(0))
+    cfg = experiment.load("cartpole/ppo", overrides=["loop.steps=60", "loop.log_every=10"])
+    _, curve = jax.jit(make_train(cfg))(jax.random.key(0))
     assert curve["return"][-1] > 100 and curve["return"][-1] > 3 * curve["return"][0]
 
 
 # --- bad input --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["cartpole/ppo", "--set", "data.name=CartPole-v9"], "must be one of Acrobot-v1, CartPole-v1"),
-    (["cartpole/dqn", "--set", "data.name=Pendulum-v1"], "dqn needs discrete actions"),
+    (["cartpole/ppo", "--set", "data.env=CartPole-v9"], "must be one of Acrobot-v1, CartPole-v1"),
+    (["cartpole/dqn", "--set", "data.env=Pendulum-v1"], "dqn needs discrete actions"),
+    (["cartpole/ppo", "--set", "data.name=digits"], "ppo learns from an environment"),
     (["cartpole/ppo", "--set", "ppo.num_minibatches=1024"], "minibatch size of zero"),
     (["cartpole/ppo", "--set", "data.num_envs=0"], "'data.num_envs': must be a positive integer"),
     (["cartpole/dqn", "--set", "dqn.buffer_size=15"], "'dqn.buffer_size': must be a multiple"),
@@ -241,11 +255,13 @@ def test_gymnasium_host_loop_trains_ppo():
         gym.train(tiny("cartpole/a2c"), "CartPole-v1")
 
 
-def test_the_deadlock_guard_is_on_before_jax_starts_and_reported_after(tmp_path, monkeypatch):
+def test_the_deadlock_guard_is_on_before_jax_starts_and_reported_after(tmp_path, monkeypatch,
+                                                                        capsys):
     """The RL deadlock guard is a process-wide XLA flag (README: 'A deadlock guard'): guard()
     sets it while JAX's backend has not started (conftest does so for the tests, a fresh
-    `dlcore run` through loop.run), and reports False once it is too late; loop.run warns then."""
-    code = ("import os; os.environ.pop('XLA_FLAGS', None); from dlcore import rl, loop; "
+    `dlcore run` when it loads an environment), and reports False once it is too late;
+    loading an environment warns then."""
+    code = ("import os; os.environ.pop('XLA_FLAGS', None); from dlcore import rl, experiment; "
             "assert rl.guard(); print(os.environ['XLA_FLAGS'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and rl.GUARD_FLAG in out.stdout
@@ -254,15 +270,15 @@ def test_the_deadlock_guard_is_on_before_jax_starts_and_reported_after(tmp_path,
     monkeypatch.setenv("XLA_FLAGS", "")  # as if jax had started without it
     assert not rl.guard()
     with pytest.raises(config_lib.ConfigError):  # the warning comes first, then the bad value
-        loop.run(tiny(**{"data.num_envs": 0}), tmp_path, progress=False)
+        experiment.run(tiny(**{"data.num_envs": 0}), tmp_path, progress=False)
+    assert "deadlock" in capsys.readouterr().err
 
 
 def test_continuous_actions_and_observation_normalisation():
     """PPO's Gaussian policy on Pendulum (actions clipped to ±2 for the environment, the sample
     kept for the update), with running observation statistics."""
-    cfg = tiny(**{"data.name": "Pendulum-v1", "rl.normalize_observations": "true"})
-    state, curve = jax.jit(rl.make_train(cfg))(
-        jax.random.key(0))
+    cfg = tiny(**{"data.env": "Pendulum-v1", "rl.normalize_observations": "true"})
+    state, curve = jax.jit(make_train(cfg))(jax.random.key(0))
     assert np.isfinite(curve["loss"]).all() and np.isfinite(curve["entropy"]).all()
     stats = state.runner.obs_stats
     assert float(stats.count) == pytest.approx(4 * 2 * 16, rel=1e-3)  # steps x envs x num_steps

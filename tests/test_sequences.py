@@ -1,16 +1,17 @@
-"""The adding problem (dlcore.data.sequences.adding): structure, targets, seeds, errors."""
+"""The adding problem (dlcore.data.adding): structure, targets, seeds, errors."""
+import jax
 import numpy as np
 import pytest
 
 import dlcore.data
 from dlcore.config import ConfigError
-from dlcore.data import sequences
+from dlcore.data import adding
 
 
 def small(**over):
     cfg = {"seq_len": 12, "train_size": 300, "test_size": 50, "data_seed": 0}
     cfg.update(over)
-    return sequences.adding(cfg)
+    return adding.arrays(cfg)
 
 
 @pytest.mark.parametrize("t", [2, 3, 7, 12, 101])
@@ -34,9 +35,9 @@ def test_shapes_markers_and_targets(t):
 
 
 def test_defaults():
-    a = sequences.adding({})
+    a = adding.arrays({})
     assert a["x"].shape == (20000, 100, 2) and a["x_test"].shape == (2000, 100, 2)
-    np.testing.assert_array_equal(a["x"], sequences.adding({"data_seed": 0})["x"])
+    np.testing.assert_array_equal(a["x"], adding.arrays({"data_seed": 0})["x"])
 
 
 def test_values_are_uniform_and_marker_positions_spread():
@@ -56,7 +57,7 @@ def test_deterministic_per_seed_and_different_across_seeds():
 
 
 def test_predicting_one_gives_mse_one_sixth():
-    a = sequences.adding({"seq_len": 10, "train_size": 200000, "test_size": 1, "data_seed": 1})
+    a = adding.arrays({"seq_len": 10, "train_size": 200000, "test_size": 1, "data_seed": 1})
     y = a["y"][:, 0].astype(np.float64)
     assert abs(y.mean() - 1.0) < 0.005
     assert abs(np.mean((y - 1.0) ** 2) - 1 / 6) < 0.003
@@ -78,14 +79,21 @@ def test_bad_values_name_the_key(over, key):
 def test_load_gives_regression_spec_and_splits():
     cfg = {"name": "adding", "batch_size": 10, "seq_len": 16, "train_size": 100, "test_size": 20,
            "data_seed": 2, "validation_fraction": 0.2}
-    splits, spec = dlcore.data.load(cfg)
+    d = dlcore.data.load({**dlcore.data.defaults("adding"), **cfg})
+    splits, spec = d.splits, d.spec
     assert spec == {"input_shape": (16, 2), "task": "regression", "num_outputs": 1,
-                    "kind": "examples"}
+                    "num_examples": 80}
     sizes = {k: len(v["x"]) for k, v in splits.items()}
     assert sizes == {"train": 80, "validation": 20, "test": 20}
-    raw = sequences.adding(cfg)
+    raw = adding.arrays(cfg)
     np.testing.assert_array_equal(splits["validation"]["y"], raw["y"][80:])
     np.testing.assert_array_equal(splits["test"]["x"], raw["x_test"])
     assert splits["train"]["y"].dtype == np.float32 and splits["train"]["y"].shape == (80, 1)
     with pytest.raises(ConfigError, match="'data.seq_len'"):
-        dlcore.data.load({**cfg, "seq_len": 1})
+        dlcore.data.load({**dlcore.data.defaults("adding"), **cfg, "seq_len": 1})
+    # the section's defaults are the generator's
+    assert {k: dlcore.data.defaults("adding")[k] for k in ("seq_len", "train_size", "test_size",
+                                                           "data_seed")} == {
+        "seq_len": 100, "train_size": 20000, "test_size": 2000, "data_seed": 0}
+    batch = d.sample(splits["train"], 0, jax.random.key(0))
+    assert batch["x"].shape == (10, 16, 2) and batch["y"].shape == (10, 1)

@@ -179,9 +179,11 @@ def test_progress_on_a_pipe(monkeypatch):
     monkeypatch.setattr(writers.time, "perf_counter", clock)
     out = io.StringIO()
     bar = writers.Progress(total=100, stream=out, label="exp ")
+    bar.start_timing(0)
     for step in range(1, 101):
         clock.t = 100.0 + 0.1 * step  # 10 steps per second
-        bar.update(step, {"train/loss": 0.5, "test/accuracy": 0.75, "train/other": 1.0})
+        bar.update(step, {"train/loss": 0.5, "test/accuracy": 0.75, "train/other": 1.0,
+                          "test/curve": [1.0, 2.0]})
     bar.close()
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue() and "\033" not in out.getvalue()
@@ -189,8 +191,41 @@ def test_progress_on_a_pipe(monkeypatch):
     assert lines[0].startswith("exp 1/100")
     halfway = next(line for line in lines if line.startswith("exp 51/100"))
     assert " 51%" in halfway and "10 it/s" in halfway and "ETA 0:04" in halfway
-    assert "loss 0.5" in halfway and "accuracy 0.75" in halfway and "other" not in halfway
+    # every scalar metric under its full name; anything else (a list) is not shown
+    assert ("train/loss 0.5" in halfway and "test/accuracy 0.75" in halfway
+            and "train/other 1" in halfway and "curve" not in halfway)
     assert lines[-1].startswith("exp 100/100 100%") and "ETA 0:00" in lines[-1]
+
+
+def test_progress_rate_counts_from_start_timing_and_excludes_other_work(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(writers.time, "perf_counter", clock)
+    out = io.StringIO()
+    bar = writers.Progress(total=1000, stream=out)
+    bar.exclude(50.0)  # before timing starts: nothing to exclude from, no error
+    clock.t += 30.0    # the first call compiles: not counted
+    bar.update(1)
+    assert "0 it/s ETA ?" in out.getvalue()
+    bar.start_timing(1)
+    clock.t += 20.0    # 10 s of steps, 10 s of evaluation
+    bar.exclude(10.0)
+    bar.update(101)    # 100 steps in 10 s of training
+    line = out.getvalue().splitlines()[-1]
+    assert line.startswith("101/1000  10%") and "10 it/s" in line and "ETA 1:29" in line
+
+
+def test_progress_line_is_cut_to_the_terminal_width(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(writers.shutil, "get_terminal_size",
+                        lambda fallback=None: __import__("os").terminal_size((40, 20)))
+    out = Tty()
+    bar = writers.Progress(total=10, stream=out)
+    bar.update(1, {f"train/metric_{i}": float(i) for i in range(20)})
+    drawn = out.getvalue().removeprefix("\r").removesuffix("\033[K")
+    assert len(drawn) == 39 and drawn.startswith("1/10")
 
 
 def test_progress_resumed_run_rate_counts_new_steps(monkeypatch):
@@ -198,6 +233,7 @@ def test_progress_resumed_run_rate_counts_new_steps(monkeypatch):
     monkeypatch.setattr(writers.time, "perf_counter", clock)
     out = io.StringIO()
     bar = writers.Progress(total=10_000, start=4_000, stream=out)
+    bar.start_timing(4_000)
     clock.t += 2.0
     bar.update(5_000)
     line = out.getvalue().strip()
@@ -210,6 +246,7 @@ def test_progress_hours_and_unknown_eta(monkeypatch):
     monkeypatch.setattr(writers.time, "perf_counter", clock)
     out = io.StringIO()
     bar = writers.Progress(total=100_000, stream=out)
+    bar.start_timing(0)
     bar.update(0)
     assert "ETA ?" in out.getvalue()
     clock.t += 10.0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import analysis, study
+from dlcore import analysis, experiment, models, study
 
 DEPTH, WIDTH = 12, 64
 COMMON = [f"model.hidden={[WIDTH] * DEPTH}", "model.residual=false", "model.init=lecun_normal",
@@ -30,11 +30,11 @@ def layer_norms(workdir: Path, seeds: int) -> dict[str, np.ndarray]:
     """{'init': [layers], 'trained': [layers]} mean over seeds of ||dL/dW|| per layer."""
     out = {"init": [], "trained": []}
     for i in range(seeds):
-        run = analysis.load_run(workdir, seed_index=i)
-        batch = {k: v[:1000] for k, v in run.splits["train"].items()}
+        run = experiment.load_run(workdir, seed_index=i)
+        batch = {k: v[:1000] for k, v in run.data.splits["train"].items()}
         for when, state in (("init", run.init), ("trained", run.final)):
-            out[when].append(list(analysis.layer_grad_norms(run.model, state, batch,
-                                                            run.spec["task"]).values()))
+            out[when].append(list(analysis.layer_grad_norms(
+                run.model, models.variables_of(state), batch, run.data.spec["task"]).values()))
     return {k: np.mean(v, axis=0) for k, v in out.items()}
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for a, s in summaries.items():
         n = norms[a]
         rows.append([a, study.mean_std(s, "test_accuracy", 100),
-                     study.mean_std(s, "train_accuracy", 100),
+                     study.mean_std(s, "train_eval_accuracy", 100),
                      f"{n['init'][0]:.1e}", f"{n['init'][-1]:.1e}",
                      f"{n['init'][0] / n['init'][-1]:.1e}",
                      f"{n['trained'][0] / n['trained'][-1]:.1e}"])

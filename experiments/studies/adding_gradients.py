@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import analysis, study
+from dlcore import analysis, experiment, models, study
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -32,10 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     summaries, curves, rows, data = {}, {}, [], {}
     for cell in CELLS:
         summaries[cell] = study.run_variants(f"adding/{cell}", {cell: []}, out, 1, args.quick)[cell]
-        run = analysis.load_run(out / cell)
-        batch = {k: v[:256] for k, v in run.splits["test"].items()}
+        run = experiment.load_run(out / cell)
+        batch = {k: v[:256] for k, v in run.data.splits["test"].items()}
         for when, state in (("init", run.init), ("trained", run.final)):
-            curves[cell, when] = analysis.grad_through_time(run.model, state, batch, "regression")
+            curves[cell, when] = analysis.grad_through_time(run.model, models.variables_of(state),
+                                                            batch, "regression")
         g = curves[cell, "trained"]
         mse = summaries[cell]["metrics"]["test_mse"]
         rows.append([cell, f"{mse:.4f}", f"{mse / (1 / 6):.3f}",

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dlcore import config as config_lib, data as data_lib, study
+from dlcore import data as data_lib, experiment as experiment_lib, study
 from dlcore.data import episodes
 
 METHODS = ("protonet", "maml", "pretrained")
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def nearest_neighbour(experiment: str, k: int, quick: bool) -> tuple[float, float]:
     """1-NN on raw pixels over the experiment's own test episodes (same data.eval_seed)."""
-    config = config_lib.load(experiment, quick=quick)
-    config["data"].update(k_shot=k, test_k_shot=k)
-    splits, spec = data_lib.load(config["data"])
-    n, chunk, tasks = data_lib.eval_tasks(config["data"], spec)
-    acc = jax.jit(lambda i: jax.vmap(episodes.nearest_neighbour_accuracy)(tasks(splits["test"], i)))
+    config = experiment_lib.load(experiment, quick=quick,
+                                 overrides=[f"data.k_shot={k}", f"data.test_k_shot={k}"])
+    data = data_lib.load(config["data"])
+    n, chunk, tasks = data.spec["eval_tasks"]
+    acc = jax.jit(lambda i: jax.vmap(episodes.nearest_neighbour_accuracy)(
+        tasks(data.splits["test"], i)))
     values = np.concatenate([np.asarray(acc(i)) for i in range(-(-n // chunk))])[:n]
     return episodes.mean_ci95(values)
 

@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     summaries = study.run_variants("mnist1d/mlp", variants, args.out, args.seeds, args.quick)
     rows, data = [], {}
     for label, s in summaries.items():
-        gap = study.per_seed(s, "train_accuracy") - study.per_seed(s, "test_accuracy")
+        gap = study.per_seed(s, "train_eval_accuracy") - study.per_seed(s, "test_accuracy")
         stop = s.get("early_stopping", {}).get("best_step")
-        rows.append([label, study.mean_std(s, "train_accuracy", 100),
+        rows.append([label, study.mean_std(s, "train_eval_accuracy", 100),
                      study.mean_std(s, "test_accuracy", 100),
                      f"{100 * gap.mean():.1f} ± {100 * gap.std():.1f}",
                      f"best step {min(stop)}-{max(stop)}" if stop else ""])

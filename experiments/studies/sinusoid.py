@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dlcore import algorithms, analysis, plots, study
+from dlcore import experiment, meta, models, plots, study
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "pretrained")
 SHOTS = (5, 10, 20)
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                                        args.quick)
         for k in shots:
             m = summaries[f"k{k}"]["metrics"]
-            mean, ci, med = (np.asarray(m[n]) for n in ("mse_after_steps", "mse_ci95_after_steps",
-                                                        "median_mse_after_steps"))
+            mean, ci, med = (np.asarray(m[n]) for n in ("test_mse_after_steps",
+                                                        "test_mse_ci95_after_steps",
+                                                        "test_median_mse_after_steps"))
             last = len(mean) - 1
             off = unclipped(out / algo / f"k{k}")
             rows.append([algo, k] + [f"{fmt(mean[s])} ± {fmt(ci[s])}" for s in (0, 1, last)]
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"{100 * m['test_clipped_fraction']:.2f} %",
                            f"{fmt(off['mse_after_steps'][-1])}, {off['nonfinite_tasks']}"])
             data[f"{algo}/k{k}"] = {**{n: m[n] for n in (
-                "mse_after_steps", "mse_ci95_after_steps", "median_mse_after_steps",
+                "test_mse_after_steps", "test_mse_ci95_after_steps", "test_median_mse_after_steps",
                 "test_clipped_fraction")}, "clip_off": off}
             if k == 10 or k == shots[len(shots) // 2]:
                 curves[algo] = (mean, ci)
@@ -59,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     k_fig = 10 if 10 in shots else shots[len(shots) // 2]
     study.write(out, "sinusoid", table, {"quick": args.quick, "seeds": args.seeds, "runs": data})
     plots.after_steps_figure(curves, "mse", out / "after_steps.png")
-    runs = {algo: analysis.load_run(out / algo / f"k{k_fig}") for algo in ALGORITHMS}
-    tasks = jax.tree.map(lambda a: a[:4], runs["maml"].splits["test"])
-    plots.fits_figure({algo: plots.sinusoid_fits(run, tasks) for algo, run in runs.items()},
+    runs = {algo: experiment.load_run(out / algo / f"k{k_fig}") for algo in ALGORITHMS}
+    tasks = jax.tree.map(lambda a: a[:4], runs["maml"].data.splits["test"])
+    plots.fits_figure({algo: sinusoid_fits(run, tasks) for algo, run in runs.items()},
                       tasks, out / "fits.png")
     print(table)
     return 0
@@ -71,12 +72,33 @@ def fmt(v: float) -> str:
     return f"{v:.3f}" if abs(v) < 1e3 else f"{v:.2g}"
 
 
+def apply_of(run):
+    """apply(params, x) -> [n, 1] of a sinusoid run's network (the parameters `adapt` returns)."""
+    spec = run.data.spec
+    model = models.build(run.config["model"], spec["input_shape"], spec["num_outputs"])
+    return meta.model_apply(model, spec["input_shape"])
+
+
+def sinusoid_fits(run, tasks: dict, steps=(0, 1, 10), grid: int = 200) -> dict:
+    """{steps: predictions [tasks, grid]} on x = linspace(-5, 5, grid) after adapting each task's
+    support set for that many steps with the run's own `adapt`."""
+    xs = np.linspace(-5, 5, grid, dtype=np.float32)[:, None]
+    apply, adapt = apply_of(run), run.algorithm.extras["adapt"]
+    out = {}
+    for s in steps:
+        def one(support):
+            return apply(adapt(run.final.params, support, jax.random.key(0), steps=s), xs)[:, 0]
+        out[s] = np.asarray(jax.jit(jax.vmap(one))(tasks["support"]))
+    return out
+
+
 def unclipped(workdir: Path) -> dict:
     """The run's final model scored on its test tasks with the inner-loop gradient clip off."""
-    run = analysis.load_run(workdir)
+    run = experiment.load_run(workdir)
     config = {**run.config, "meta": {**run.config["meta"], "inner_grad_clip": 0.0}}
-    algorithm = algorithms.get(config["algorithm"]).make(config, run.spec)
-    split = run.splits["test"]
+    algorithm = experiment.maker(config["algorithm"]).make(config, run.data,
+                                                           config["loop"]["steps"])
+    split = run.data.splits["test"]
     m = jax.device_get(jax.jit(algorithm.evaluate)(run.final, split, jax.random.key(0)))
     per_task = per_task_mse(algorithm, run, config)
     return {"mse_after_steps": np.asarray(m["mse_after_steps"]).tolist(),
@@ -86,17 +108,19 @@ def unclipped(workdir: Path) -> dict:
 
 def per_task_mse(algorithm, run, config) -> np.ndarray:
     """[tasks, steps + 1] query MSE per test task (clip off), for the worst-case figures."""
-    from dlcore import meta
-    m = meta.validate(config["meta"], min_inner_steps=0)
-    loss = meta.task_loss(meta.model_apply(run.model), "regression")
-    params, lr = run.final.params, m["test_inner_lr"]
+    m = meta.validate(config["meta"])
+    loss = meta.task_loss(apply_of(run), "regression")
+    params = run.final.params
     if config["algorithm"] == "metasgd":  # its own learned rates
         params, lr = params["net"], params["lr"]
+    else:  # 0 = the state's own inner rate (a MAML state carries it)
+        lr = config["meta"]["test_inner_lr"] or (run.final.hyper or {}).get("inner_lr",
+                                                                           m.get("inner_lr"))
 
     def one(task):
         return meta.adaptation_curve(loss, params, task, lr, m["test_steps"], 0.0)["score"]
     n = config["data"]["eval_tasks"]
-    tasks = jax.tree.map(lambda a: a[:n], run.splits["test"])
+    tasks = jax.tree.map(lambda a: a[:n], run.data.splits["test"])
     return np.asarray(jax.jit(jax.vmap(one))(tasks))
 
 

@@ -12,7 +12,7 @@ Writes:   <out>/sinusoid_sweep.md: the test MSE after 1 and 10 test-time steps p
           run directory (dlcore.sweep: checkpointed; run again with the same settings, the study
           resumes there, and the wall time is then only what was left).
 
-inner_lr in {0.003, 0.01, 0.03, 0.1} x inner_steps in {1, 2, 3} (dlcore.sweep.run_sweep). With
+meta.inner_lr in {0.003, 0.01, 0.03, 0.1} x meta.inner_steps in {1, 2, 3} (dlcore.sweep.run_sweep). With
 --sequential, each member also trains alone, one after another (the same code, one member per
 program): the table adds that wall time and the largest difference between the two results.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import config as config_lib, study, sweep
+from dlcore import experiment, study, sweep
 from dlcore.config import check
 
-GRID = {"inner_lr": [0.003, 0.01, 0.03, 0.1], "inner_steps": [1, 2, 3]}
+GRID = {"meta.inner_lr": [0.003, 0.01, 0.03, 0.1], "meta.inner_steps": [1, 2, 3]}
 STEPS_AFTER = (1, 10)
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a config override for every member, as in `dlcore run`")
     args = p.parse_args(argv)
     out = Path(args.out)
-    config = config_lib.apply_overrides(config_lib.load("sinusoid/maml", quick=args.quick), args.set)
+    config = experiment.load("sinusoid/maml", quick=args.quick, overrides=args.set)
     config["loop"]["plots"] = False
     check(config["meta"]["test_steps"] >= max(STEPS_AFTER), "meta.test_steps",
           f"the table needs at least {max(STEPS_AFTER)} test-time steps")
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for point in summary["points"]:
-        m, s = point["metrics"]["mse_after_steps"], point["metrics_std"]["mse_after_steps"]
-        rows.append([point["hyper"]["inner_lr"], point["hyper"]["inner_steps"],
+        m, s = point["metrics"]["test_mse_after_steps"], point["metrics_std"]["test_mse_after_steps"]
+        rows.append([point["hyper"]["meta.inner_lr"], point["hyper"]["meta.inner_steps"],
                      *(f"{m[k]:.3f} ± {s[k]:.3f}" for k in STEPS_AFTER)])
     table = study.markdown_table(
         ["inner lr", "inner steps", *(f"test MSE after {k} step{'s' * (k > 1)}" for k in STEPS_AFTER)],
@@ -93,8 +93,8 @@ def sequential(config: dict, summary: dict, seeds: int, out: Path) -> dict:
             cfg = {**config, "seed": config["seed"] + s}
             grid = {name: [value] for name, value in point["hyper"].items()}
             alone = sweep.run_sweep(cfg, grid, 1, out / f"point{p}_seed{s}", progress=False)
-            a = np.asarray(alone["points"][0]["per_seed"]["mse_after_steps"][0])
-            b = np.asarray(point["per_seed"]["mse_after_steps"][s])
+            a = np.asarray(alone["points"][0]["per_seed"]["test_mse_after_steps"][0])
+            b = np.asarray(point["per_seed"]["test_mse_after_steps"][s])
             diffs.append(float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))))
     return {"sequential_seconds": time.perf_counter() - t0, "relative_differences": diffs}
 
