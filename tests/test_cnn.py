@@ -271,3 +271,29 @@ def test_gradients_reach_every_parameter():
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         assert np.all(np.isfinite(g)), path
         assert np.any(g != 0), path
+
+
+# --- the `cnn` family: a config section becomes the module ----------------------------------------
+
+def test_family_build_from_a_config_section():
+    from dlcore import models
+    from dlcore.models import cnn
+    cfg = {**models.defaults("cnn"), "dims": 1, "channels": [25, 25], "kernel_sizes": [5, 3],
+           "strides": [2, 2], "padding": "1", "init": "torch", "dense": [16], "dropout": 0.2}
+    assert set(cfg) == {"name", "input_shape", *cnn.defaults()}
+    m = models.build(cfg, (40,), 10)
+    assert m.family is cnn and isinstance(m.module, CNN)
+    mod = m.module
+    assert (mod.num_outputs, mod.dims, mod.channels, mod.kernel_sizes, mod.strides, mod.padding,
+            mod.initializer, mod.dense, mod.dropout) == (10, 1, (25, 25), (5, 3), (2, 2), 1, "torch",
+                                                         (16,), 0.2)
+    for change, key in ((dict(dims=3), "model.dims"), (dict(pool="min"), "model.pool"),
+                        (dict(head="mean"), "model.head"), (dict(channels=[4, 0]), "model.channels"),
+                        (dict(kernel_sizes=[3]), "model.channels"), (dict(padding="same"),
+                                                                      "model.padding"),
+                        (dict(dropout=1.0), "model.dropout"), (dict(init="nope"), "model.init")):
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            models.build({**cfg, **change}, (40,), 10)
+    # a model that cannot take the data: one ConfigError naming the shape, before any compile
+    with pytest.raises(ConfigError, match=r"model 'cnn' cannot take inputs of shape \(40,\)"):
+        models.build({**cfg, "dims": 2}, (40,), 10)

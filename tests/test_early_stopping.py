@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import loop
-from dlcore.algorithms.supervised import default_config
+from dlcore import early_stopping, experiment, loop
 from dlcore.config import ConfigError
 from dlcore.writers import read_jsonl
 
@@ -26,12 +25,16 @@ def config(validation_fraction=0.1, model=None, **loop_kw):
                 "best_metric": "validation/accuracy", "best_mode": "max",
                 "early_stopping_patience": PATIENCE}
     loop_cfg.update(loop_kw)
-    cfg = default_config(
-        data={"name": "digits", "batch_size": 32, "shuffle": True,
-              "validation_fraction": validation_fraction},
-        model=model or {"hidden": (16,)}, optim={"name": "adam", "learning_rate": 1e-2},
-        loop=loop_cfg)
-    return {"experiment": "early-stopping-test", **cfg}
+    return experiment.complete({
+        "experiment": "early-stopping-test", "algorithm": "supervised",
+        "data": {"name": "digits", "batch_size": 32, "shuffle": True,
+                 "validation_fraction": validation_fraction},
+        "model": model or {"name": "mlp", "hidden": (16,)},
+        "optim": {"name": "adam", "learning_rate": 1e-2}, "loop": loop_cfg})
+
+
+def run(cfg, workdir, **kw):
+    return experiment.run(cfg, workdir, progress=False, **kw)
 
 
 def replay(values, patience, mode="max"):
@@ -57,7 +60,7 @@ def evaluations(rows, name="validation/accuracy", per_seed=False):
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("es") / "run"
-    summary = loop.run(config(), workdir, progress=False)
+    summary = run(config(), workdir)
     return workdir, summary, read_jsonl(workdir / "metrics.jsonl")
 
 
@@ -87,7 +90,7 @@ def test_final_metrics_are_those_of_the_best_state(stopped):
     assert m["validation_loss"] == best_row["validation/loss"]
     assert m["test_accuracy"] == best_row["test/accuracy"]
     assert m["test_loss"] == best_row["test/loss"]
-    assert "train_accuracy" in m
+    assert "train_eval_accuracy" in m
 
 
 def test_resuming_a_stopped_run_trains_no_further(stopped, tmp_path, capsys):
@@ -96,7 +99,7 @@ def test_resuming_a_stopped_run_trains_no_further(stopped, tmp_path, capsys):
     shutil.copytree(workdir, copy)
     checkpoints = sorted(p.name for p in (copy / "checkpoints").iterdir())
     capsys.readouterr()
-    again = loop.run(config(), copy, progress=False)
+    again = run(config(), copy)
     stop = summary["early_stopping"]["stopped_at_step"]
     assert f"resumed from step {stop}" in capsys.readouterr().out
     assert again["early_stopping"] == summary["early_stopping"]
@@ -115,7 +118,7 @@ def test_stopped_run_resumed_with_more_patience_carries_on(stopped, tmp_path, ca
     first_stop = summary["early_stopping"]["stopped_at_step"]
     more = PATIENCE + 2
     capsys.readouterr()
-    again = loop.run(config(early_stopping_patience=more), copy, progress=False)
+    again = run(config(early_stopping_patience=more), copy)
     assert f"resumed from step {first_stop}" in capsys.readouterr().out
     rows = read_jsonl(copy / "metrics.jsonl")
     assert rows[-1]["step"] > first_stop  # it trained on
@@ -128,7 +131,7 @@ def test_stopped_run_resumed_with_more_patience_carries_on(stopped, tmp_path, ca
 
 
 def test_several_seeds_in_one_program_keep_their_own_best(tmp_path):
-    summary = loop.run(config(), tmp_path, seeds=2, progress=False)
+    summary = run(config(), tmp_path, seeds=2)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     values = evaluations(rows, per_seed=True)
     stop, best_step, best = replay(values, PATIENCE)
@@ -146,14 +149,14 @@ def test_several_seeds_in_one_program_keep_their_own_best(tmp_path):
 
 def test_update_and_select_per_seed():
     states = {"w": jnp.zeros((3, 2, 2)), "b": jnp.zeros((3,)), "step": jnp.zeros((3,), jnp.int32)}
-    stopper = loop._early_stopping_init(states, 3, "max")
+    stopper = early_stopping.init(states, 3, "max")
     assert stopper["best"].tolist() == [-np.inf] * 3 and stopper["since"].tolist() == [0, 0, 0]
     stopper["best"] = np.array([0.5, 0.5, 0.5])
     stopper["since"] = np.array([2, 0, 1])
     stopper["best_step"] = np.array([10, 20, 30])
     new = {"w": jnp.ones((3, 2, 2)), "b": jnp.full((3,), 2.0), "step": jnp.full((3,), 7, jnp.int32)}
     values = np.array([0.6, 0.5, 0.4], np.float32)
-    out = loop._early_stopping_update(stopper, new, values, 40, "max")
+    out = early_stopping.update(stopper, new, values, 40, "max")
     # only seed 0 improved (equal is not better)
     assert out["best"].tolist() == [pytest.approx(0.6), 0.5, 0.5]
     assert out["since"].tolist() == [0, 1, 2]
@@ -162,42 +165,42 @@ def test_update_and_select_per_seed():
     np.testing.assert_array_equal(out["state"]["w"][1:], np.zeros((2, 2, 2)))
     assert out["state"]["b"].tolist() == [2.0, 0.0, 0.0]
     assert out["state"]["step"].tolist() == [7, 0, 0] and out["state"]["step"].dtype == jnp.int32
-    assert not loop._patience_spent(out, 2) and loop._patience_spent(out, 0)
-    out = loop._early_stopping_update(out, new, np.array([0.1, 0.1, 0.1]), 50, "max")
-    assert out["since"].tolist() == [1, 2, 3] and not loop._patience_spent(out, 2)
-    assert loop._patience_spent(out, 1)
+    assert not early_stopping.spent(out, 2) and early_stopping.spent(out, 0)
+    out = early_stopping.update(out, new, np.array([0.1, 0.1, 0.1]), 50, "max")
+    assert out["since"].tolist() == [1, 2, 3] and not early_stopping.spent(out, 2)
+    assert early_stopping.spent(out, 1)
 
 
 def test_update_min_mode_and_single_seed():
     state = {"w": jnp.zeros((2,))}
-    stopper = loop._early_stopping_init(state, None, "min")
+    stopper = early_stopping.init(state, None, "min")
     assert stopper["best"].shape == () and stopper["best"] == np.inf
-    s1 = loop._early_stopping_update(stopper, {"w": jnp.ones(2)}, np.float32(0.3), 10, "min")
+    s1 = early_stopping.update(stopper, {"w": jnp.ones(2)}, np.float32(0.3), 10, "min")
     assert s1["best_step"] == 10 and s1["since"] == 0 and float(s1["best"]) == pytest.approx(0.3)
     np.testing.assert_array_equal(s1["state"]["w"], [1.0, 1.0])
-    s2 = loop._early_stopping_update(s1, {"w": jnp.full(2, 5.0)}, np.float32(0.4), 20, "min")
+    s2 = early_stopping.update(s1, {"w": jnp.full(2, 5.0)}, np.float32(0.4), 20, "min")
     assert s2["best_step"] == 10 and s2["since"] == 1
     np.testing.assert_array_equal(s2["state"]["w"], [1.0, 1.0])  # the worse state is not kept
-    s3 = loop._early_stopping_update(s2, {"w": jnp.full(2, 3.0)}, np.float32(0.2), 30, "min")
+    s3 = early_stopping.update(s2, {"w": jnp.full(2, 3.0)}, np.float32(0.2), 30, "min")
     assert s3["best_step"] == 30 and s3["since"] == 0
     np.testing.assert_array_equal(s3["state"]["w"], [3.0, 3.0])
-    assert loop._patience_spent(s2, 1) and not loop._patience_spent(s3, 1)
+    assert early_stopping.spent(s2, 1) and not early_stopping.spent(s3, 1)
 
 
 def test_select_broadcasts_the_seed_mask():
     improved = jnp.array([True, False])
     new = {"a": jnp.ones((2, 3, 4)), "b": jnp.ones((2,))}
     old = {"a": jnp.zeros((2, 3, 4)), "b": jnp.zeros((2,))}
-    out = loop._select(improved, new, old)
+    out = early_stopping._select(improved, new, old)
     assert out["a"][0].min() == 1.0 and out["a"][1].max() == 0.0
     assert out["b"].tolist() == [1.0, 0.0]
-    scalar = loop._select(jnp.asarray(False), {"a": jnp.ones((3, 4))}, {"a": jnp.zeros((3, 4))})
+    scalar = early_stopping._select(jnp.asarray(False), {"a": jnp.ones((3, 4))}, {"a": jnp.zeros((3, 4))})
     assert scalar["a"].max() == 0.0
 
 
 def test_init_copies_the_state():
     states = {"w": jnp.arange(4.0)}
-    stopper = loop._early_stopping_init(states, None, "max")
+    stopper = early_stopping.init(states, None, "max")
     assert stopper["state"]["w"] is not states["w"]  # `states` is donated to the next step
     np.testing.assert_array_equal(stopper["state"]["w"], states["w"])
 
@@ -215,7 +218,7 @@ def test_bad_settings_are_config_errors_before_anything_starts(over, key, tmp_pa
     with pytest.raises(ConfigError, match=f"'{key}'"):
         loop.validate(loop.defaults(**over))
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        loop.run(config(**over), tmp_path / "run", progress=False)
+        run(config(**over), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -228,5 +231,4 @@ def test_off_by_default_and_test_metric_allowed_without_it():
 
 def test_validation_metric_without_validation_split_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="validation"):
-        loop.run(config(validation_fraction=0.0, model={"name": "logreg"}, steps=20), tmp_path,
-                 progress=False)
+        run(config(validation_fraction=0.0, model={"name": "logreg"}, steps=20), tmp_path)

@@ -26,6 +26,8 @@ def tiny(name="cartpole/ppo", **over):
             "loop.steps_per_call": 2, "loop.keep_checkpoints": 5}
     if name.endswith("ppo"):
         base.update({"ppo.num_minibatches": 2, "ppo.update_epochs": 2})
+    if name.endswith("dqn"):  # DQN steps dqn.train_frequency environment steps, not rl.num_steps
+        del base["rl.num_steps"]
     base.update(over)
     return experiment.load(name, quick=True, overrides=[f"{k}={v}" for k, v in base.items()])
 
@@ -226,7 +228,7 @@ def test_ppo_learns_cartpole():
 # --- bad input --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["cartpole/ppo", "--set", "data.env=CartPole-v9"], "must be one of Acrobot-v1, CartPole-v1"),
+    (["cartpole/ppo", "--set", "data.env=CartPole-v9"], "unknown environment 'CartPole-v9'"),
     (["cartpole/dqn", "--set", "data.env=Pendulum-v1"], "dqn needs discrete actions"),
     (["cartpole/ppo", "--set", "data.name=digits"], "ppo learns from an environment"),
     (["cartpole/ppo", "--set", "ppo.num_minibatches=1024"], "minibatch size of zero"),

@@ -327,3 +327,26 @@ def test_gradients_finite_and_dropout():
             assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), (cell, path)
     for train_out, eval_out in outs:  # dropout only when training
         assert not np.allclose(train_out, eval_out)
+
+
+# --- the `rnn` family: a config section becomes the module ----------------------------------------
+
+def test_family_build_from_a_config_section():
+    from dlcore import models
+    from dlcore.models import rnn
+    cfg = {**models.defaults("rnn"), "cell": "lstm", "hidden_size": 8, "layers": 2,
+           "bidirectional": True, "head": "mean", "forget_bias": 1.0}
+    assert set(cfg) == {"name", "input_shape", *rnn.defaults()}
+    m = models.build(cfg, (12, 2), 1)
+    assert m.family is rnn and isinstance(m.module, RNN)
+    mod = m.module
+    assert (mod.num_outputs, mod.cell, mod.hidden_size, mod.layers, mod.bidirectional, mod.head,
+            mod.forget_bias, mod.initializer) == (1, "lstm", 8, 2, True, "mean", 1.0, "torch")
+    for change, key in ((dict(cell="transformer"), "model.cell"), (dict(head="first"), "model.head"),
+                        (dict(hidden_size=0), "model.hidden_size"), (dict(layers=1.5), "model.layers"),
+                        (dict(unroll=0), "model.unroll"), (dict(dropout=-0.1), "model.dropout"),
+                        (dict(init="nope"), "model.init")):
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            models.build({**cfg, **change}, (12, 2), 1)
+    with pytest.raises(ConfigError, match=r"model 'rnn' cannot take inputs of shape \(8, 8, 1\)"):
+        models.build(cfg, (8, 8, 1), 10)
