@@ -2,7 +2,7 @@
 
 Every contender returns a `Result` (whole-run seconds, train seconds per step, test accuracy):
 
-* `dlcore_run`: one `dlcore.loop.run`; its train time per step is the loop's own steady-state
+* `dlcore_run`: one `dlcore.experiment.run`; its train time per step is the loop's own steady-state
   figure (everything after the first, compiling call);
 * `jit_train`: the hand-written baseline, a jitted Adam step (or `lax.scan` of several) on data
   kept on the device, the batch cut inside the step with `dynamic_slice`, parameters donated;
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dlcore import loop
+from dlcore import experiment
 
 
 class Result(NamedTuple):
@@ -45,7 +45,7 @@ def cpu_threads() -> int:
 
 
 def dlcore_run(cfg: dict, seeds: int = 1, from_log: bool = False) -> Result:
-    """One `dlcore.loop.run` of `cfg` in a fresh temporary run directory.
+    """One `dlcore.experiment.run` of `cfg` (a complete config) in a fresh temporary run directory.
 
     The train time per step is the loop's own figure (`steps_per_second` in summary.json: from
     the end of the first call to the end of the last, which includes the evaluation and the
@@ -56,7 +56,7 @@ def dlcore_run(cfg: dict, seeds: int = 1, from_log: bool = False) -> Result:
     """
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        s = loop.run(cfg, d, seeds=seeds, progress=False)
+        s = experiment.run(cfg, d, seeds=seeds, progress=False)
         whole = time.perf_counter() - t0
         rate = s["steps_per_second"]
         per_step = 1.0 / rate if rate else float("nan")

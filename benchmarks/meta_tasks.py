@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import config as config_lib, data as data_lib, meta, models, optim
+from dlcore import config as config_lib, data as data_lib, experiment, meta, models, optim
 from dlcore.algorithms import maml
 from dlcore.config import ConfigError
 
@@ -45,18 +45,19 @@ GLYPHS = "glyphs/maml"
 
 def setup(name: str, n_batches: int):
     """The variant's config, algorithm, meta-batches and the per-task baseline's pieces."""
-    config = config_lib.load(name, quick=name.startswith("glyphs/"))  # quick: the small glyph set
-    splits, spec = data_lib.load(config["data"])
-    algorithm = maml.make(config, spec)
-    sample = data_lib.sampler(config["data"], spec)
+    # quick: the small glyph set
+    config = experiment.load(name, quick=name.startswith("glyphs/"))
+    data = data_lib.load(config["data"])
+    splits, spec, sample = data.splits, data.spec, data.sample
+    algorithm = maml.make(config, data, config["loop"]["steps"])
     key = jax.random.key(1)
     batches = [jax.jit(sample)(splits["train"], t, key) for t in range(n_batches)]
     batches = [{"support": b["support"], "query": b["query"]} for b in batches]
     tasks = [[jax.tree.map(lambda a, i=i: a[i], b) for i in range(len(b["query"]["y"]))]
              for b in batches]  # pre-cut: the loop baseline is handed its tasks one by one
     m = meta.validate(config["meta"])
-    loss = meta.task_loss(meta.model_apply(models.build(config["model"], spec["num_outputs"])),
-                          spec["task"])
+    model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
+    loss = meta.task_loss(meta.model_apply(model, spec["input_shape"]), spec["task"])
     tx = optim.build(config["optim"], config["loop"]["steps"])
 
     def one_task_grad(params, task):  # one task: adapt on the support set, query loss, its gradient

@@ -29,15 +29,17 @@ import optax
 
 from _common import (Result, dlcore_run, import_torch, interleave, jit_train, medians,
                      print_table, torch_accuracy, torch_train)
-from dlcore import config as config_lib, models, optim
+from dlcore import experiment, models, optim
 from dlcore.data import load as load_data
 
 
 def handwritten_run(cfg: dict) -> Result:
     """The same training as a plain jit loop: the baseline every framework is measured against."""
     t0 = time.perf_counter()
-    splits, spec = load_data(cfg["data"])
-    net = models.build(cfg["model"], spec["num_outputs"])  # the identical Flax module and optax chain
+    data = load_data(cfg["data"])
+    splits, spec = data.splits, data.spec
+    # the identical Flax module and optax chain
+    net = models.build(cfg["model"], spec["input_shape"], spec["num_outputs"]).module
     tx = optim.build(cfg["optim"], cfg["loop"]["steps"])
     x, y = jnp.asarray(splits["train"]["x"]), jnp.asarray(splits["train"]["y"])
     params = net.init(jax.random.key(0), x[:1])["params"]
@@ -59,7 +61,7 @@ def torch_run(cfg: dict) -> Result | None:
     if torch is None:
         return None
     t0 = time.perf_counter()
-    splits, _ = load_data(cfg["data"])
+    splits = load_data(cfg["data"]).splits
     x, y = torch.tensor(splits["train"]["x"]), torch.tensor(splits["train"]["y"]).long()
 
     class Net(torch.nn.Module):
@@ -86,15 +88,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--steps-per-call", default="1,10", help="dlcore variants to time")
     args = p.parse_args()
-    base = config_lib.apply_overrides(config_lib.load(args.experiment),
-                                      [f"loop.steps={args.steps}", "loop.plots=false"])
+    base = experiment.load(args.experiment, overrides=[f"loop.steps={args.steps}",
+                                                       "loop.plots=false"])
     # Same work as the hand-written loop: train, log the loss every 100 steps, evaluate and
     # checkpoint once at the end. Then what `dlcore run` does by default on top of that.
-    same_work = config_lib.apply_overrides(base, [f"loop.eval_every={args.steps}",
+    same_work = experiment.apply_overrides(base, [f"loop.eval_every={args.steps}",
                                                   f"loop.checkpoint_every={args.steps}"])
     contenders = {"hand-written jax.jit": lambda: handwritten_run(base)}
     for k in args.steps_per_call.split(","):
-        cfg = config_lib.apply_overrides(same_work, [f"loop.steps_per_call={k}"])
+        cfg = experiment.apply_overrides(same_work, [f"loop.steps_per_call={k}"])
         contenders[f"dlcore (steps_per_call={k})"] = lambda cfg=cfg: dlcore_run(cfg)
     contenders["dlcore, default schedule"] = lambda: dlcore_run(base)
     contenders["pytorch eager"] = lambda: torch_run(base)

@@ -48,7 +48,7 @@ import optax
 
 from _common import (Result, dlcore_run, import_torch, interleave, jit_train, medians,
                      print_table, torch_accuracy, torch_train)
-from dlcore import config as config_lib
+from dlcore import experiment
 from dlcore.data import load as load_data
 
 # --- the two architectures, written out (the experiment configs describe the same) ----------------
@@ -173,7 +173,7 @@ def torch_model(torch, model: str):
 def handwritten_run(cfg: dict, model: str, scan_steps: int | None = None) -> Result:
     """scan_steps None: one jitted step per call; else `lax.scan` of that many steps per call."""
     t0 = time.perf_counter()
-    splits, _ = load_data(cfg["data"])
+    splits = load_data(cfg["data"]).splits
     init, apply = JAX_MODELS[model]
     x, y = jnp.asarray(splits["train"]["x"]), jnp.asarray(splits["train"]["y"])
     # Fresh function objects, so each run compiles its own programs as a dlcore run does.
@@ -197,7 +197,7 @@ def torch_run(cfg: dict, model: str, threads: int = 0) -> Result | None:
         return None
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    splits, _ = load_data(cfg["data"])
+    splits = load_data(cfg["data"]).splits
     x, y = torch.tensor(splits["train"]["x"]), torch.tensor(splits["train"]["y"]).long()
     net = torch_model(torch, model)
     per_step = torch_train(torch, net, x, y, cfg["data"]["batch_size"], cfg["loop"]["steps"],
@@ -224,7 +224,7 @@ def seeds_check(base: dict, n: int, log) -> dict:
     """n seeds as one vmapped program and one after another (default schedule, as `dlcore run`)."""
     out = {}
     for in_one, key in ((True, "vmap"), (False, "sequential")):
-        cfg = config_lib.apply_overrides(base, [f"loop.seeds_in_one_program={str(in_one).lower()}"])
+        cfg = experiment.apply_overrides(base, [f"loop.seeds_in_one_program={str(in_one).lower()}"])
         log(f"  {n} seeds, seeds_in_one_program={in_one} ...")
         out[key] = dlcore_run(cfg, seeds=n)
     return out
@@ -264,17 +264,16 @@ def main() -> None:
     tables, seed_rows = {}, {}
     for model in models:
         name = f"mnist1d/{model}"
-        base = config_lib.apply_overrides(config_lib.load(name),
-                                          [f"loop.steps={args.steps}", "loop.plots=false"])
+        base = experiment.load(name, overrides=[f"loop.steps={args.steps}", "loop.plots=false"])
         check_config(base, model)
-        same_work = config_lib.apply_overrides(base, [f"loop.eval_every={args.steps}",
+        same_work = experiment.apply_overrides(base, [f"loop.eval_every={args.steps}",
                                                       f"loop.checkpoint_every={args.steps}"])
         contenders = {
             "hand-written jax.jit": lambda: handwritten_run(base, model),
             scan_name: lambda: handwritten_run(base, model, args.scan_steps),
         }
         for k in args.steps_per_call.split(","):
-            cfg = config_lib.apply_overrides(same_work, [f"loop.steps_per_call={k}"])
+            cfg = experiment.apply_overrides(same_work, [f"loop.steps_per_call={k}"])
             contenders[f"dlcore (steps_per_call={k})"] = \
                 lambda cfg=cfg: dlcore_run(cfg, from_log=True)
         spc = base["loop"]["steps_per_call"]
@@ -282,7 +281,7 @@ def main() -> None:
         contenders["pytorch eager"] = lambda: torch_run(base, model, args.torch_threads)
         if not tables:  # first-use costs of the process (imports, thread pools, first compile)
             log("warming up (untimed)")
-            warm = config_lib.apply_overrides(same_work, ["loop.steps=10", "loop.log_every=10",
+            warm = experiment.apply_overrides(same_work, ["loop.steps=10", "loop.log_every=10",
                                                           "loop.eval_every=10",
                                                           "loop.checkpoint_every=10"])
             handwritten_run(warm, model)

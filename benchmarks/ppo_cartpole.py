@@ -30,18 +30,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ppo_minimal  # noqa: E402
 
-from dlcore import config as config_lib, rl  # noqa: E402
+from dlcore import experiment, rl  # noqa: E402
 
 TARGET = 475.0
 
 
 def dlcore_train(timesteps: int):
-    config = config_lib.load("cartpole/ppo")
+    config = experiment.load("cartpole/ppo")
     iters = timesteps // (config["data"]["num_envs"] * config["rl"]["num_steps"])
-    config = config_lib.apply_overrides(config, [f"loop.steps={iters}", "loop.log_every=1",
+    config = experiment.apply_overrides(config, [f"loop.steps={iters}", "loop.log_every=1",
                                                  "loop.steps_per_call=1", "loop.eval_every=1",
                                                  "loop.checkpoint_every=1"])
-    return rl.make_train(config), iters  # curve["return"]: the last-100 mean, per iteration
+    algorithm, _ = experiment.build(config)
+    # curve["return"]: the last-100 mean, per iteration
+    return rl.make_train(algorithm, iters, 1), iters
 
 
 def minimal_train(timesteps: int):

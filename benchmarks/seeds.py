@@ -14,13 +14,13 @@ import time
 
 import jax
 
-from dlcore import config as config_lib, loop
+from dlcore import experiment
 
 
 def timed(cfg: dict, seeds: int) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        s = loop.run(cfg, d, seeds=seeds, progress=False)
+        s = experiment.run(cfg, d, seeds=seeds, progress=False)
         return time.perf_counter() - t0, s
 
 
@@ -35,11 +35,10 @@ def main() -> None:
     print(f"{'experiment':20s} {'vmap s':>8s} {'sequential s':>12s} {'seq/vmap':>8s} "
           f"{'test acc (vmap)':>16s}")
     for name in args.experiments.split(","):
-        base = config_lib.apply_overrides(config_lib.load(name),
-                                          [f"loop.steps={args.steps}", "loop.plots=false"])
-        tv, sv = timed(config_lib.apply_overrides(base, ["loop.seeds_in_one_program=true"]),
+        base = experiment.load(name, overrides=[f"loop.steps={args.steps}", "loop.plots=false"])
+        tv, sv = timed(experiment.apply_overrides(base, ["loop.seeds_in_one_program=true"]),
                        args.seeds)
-        ts, _ = timed(config_lib.apply_overrides(base, ["loop.seeds_in_one_program=false"]),
+        ts, _ = timed(experiment.apply_overrides(base, ["loop.seeds_in_one_program=false"]),
                       args.seeds)
         m, sd = sv["metrics"]["test_accuracy"], sv["metrics_std"]["test_accuracy"]
         print(f"{name:20s} {tv:8.1f} {ts:12.1f} {ts / tv:8.2f} {m:10.3f} ± {sd:.3f}")

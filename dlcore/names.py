@@ -4,8 +4,9 @@ A name in `algorithm`, `model.name` or `data.name` may be
 
 * one of dlcore's own short names ('mlp', 'ppo', 'mnist1d'): the module `dlcore.<kind>.<name>`,
   so a new family is a new file and nothing else;
-* an importable module, 'my_project.models', or an attribute of one,
-  'my_project.models:ResidualMLP' (a config file's own folder is importable, see `import_paths`);
+* an importable module, 'mixup_ls' or 'my_project.models' (a bare name that is not dlcore's is a
+  module of yours), or an attribute of one, 'my_project.models:ResidualMLP' (a config file's own
+  folder is importable, see `import_paths`);
 * from Python, the object itself.
 
 `reference(value)` is what a run directory records, so that `dlcore report` can import the same
@@ -45,17 +46,19 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
             sep and not all(p.isidentifier() for p in attr.split("."))):
         raise ConfigError(f"config key '{key}': '{name}' is not a name ({_how(kind)})")
     try:
-        value = importlib.import_module(full)
-    except ModuleNotFoundError as e:
-        if not (full == e.name or full.startswith(f"{e.name}.")):
-            raise ConfigError(f"config key '{key}': importing '{full}' failed: {_where(e)}") from None
-        if short:
-            raise ConfigError(f"config key '{key}': no {kind[:-1] if kind != 'data' else 'data source'}"
-                              f" '{name}' ({_how(kind)})") from None
-        raise ConfigError(f"config key '{key}': cannot import '{full}' (is its folder on the path? "
-                          "a config file's own folder is)") from None
+        value = _import(full)
+        if value is None and short:  # not one of dlcore's: a module of the user's own
+            full, value = module_name, _import(module_name)
     except Exception as e:  # the user's module itself is broken: say where, in one line
-        raise ConfigError(f"config key '{key}': importing '{full}' failed: {_where(e)}") from None
+        where = e.args[0] if isinstance(e, _Broken) else full
+        raise ConfigError(f"config key '{key}': importing '{where}' failed: "
+                          f"{_where(e.__cause__ or e)}") from None
+    if value is None:
+        if short:
+            what = {"models": "model", "data": "data source", "algorithms": "algorithm"}[kind]
+            raise ConfigError(f"config key '{key}': no {what} '{name}' ({_how(kind)})")
+        raise ConfigError(f"config key '{key}': cannot import '{module_name}' (is its folder on the path? "
+                          "a config file's own folder is)")
     for part in attr.split(".") if sep else ():
         if not hasattr(value, part):
             raise ConfigError(f"config key '{key}': '{full}' has no attribute '{attr}'")
@@ -64,6 +67,22 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
         raise ConfigError(f"config key '{key}': module '{full}' defines no {needs}() "
                           f"({_how(kind)})")
     return value
+
+
+class _Broken(Exception):
+    """A module that exists but fails to import (its name in args[0], the error as __cause__)."""
+
+
+def _import(name: str):
+    """The module `name`, None if no such module exists; _Broken if it exists but fails."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name or name.startswith(f"{e.name}."):
+            return None
+        raise _Broken(name) from e
+    except Exception as e:
+        raise _Broken(name) from e
 
 
 def builtin(kind: str, needs: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dlcore import config as config_lib, gym, rl
+from dlcore import experiment, gym, rl
 
 
 def main() -> None:
@@ -24,13 +24,14 @@ def main() -> None:
     ap.add_argument("--out", default="runs/studies/gymnasium_cartpole.json")
     args = ap.parse_args()
     rl.guard()  # before JAX computes anything (dlcore.rl.guard)
-    config = config_lib.load("cartpole/ppo")
-    if args.quick:
-        config = config_lib.apply_overrides(config, ["loop.steps=40", "loop.log_every=40"])
+    config = experiment.load("cartpole/ppo",
+                             overrides=["loop.steps=40", "loop.log_every=40"] if args.quick else [])
     seeds = list(range(args.seeds))
 
     host = [gym.train(config, "CartPole-v1", seed=s, log_every=100) for s in seeds]
-    train = jax.jit(jax.vmap(rl.make_train(config)))
+    algorithm, _ = experiment.build(config)
+    train = jax.jit(jax.vmap(rl.make_train(algorithm, config["loop"]["steps"],
+                                           config["loop"]["log_every"])))
     keys = jax.numpy.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
     jax.block_until_ready(train.lower(keys).compile())
