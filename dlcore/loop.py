@@ -20,7 +20,6 @@ list of members (each with its own seed and a `prepare`d fresh state) in one pro
 """
 from __future__ import annotations
 
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -31,16 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import checkpoint, early_stopping, parallel, rundir, writers
+from dlcore.watch import Hung, TrainingError, Watch
 from dlcore.config import ConfigError, check, one_of
 from dlcore.core import Algorithm, Data, split_keys
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN/Inf metrics, a hung program); the command line exits with 1."""
-
-
-class Hung(TrainingError):
-    """The compiled program stopped making progress (README: 'A deadlock guard')."""
+__all__ = ["train", "defaults", "validate", "TrainingError", "Hung"]
 
 
 def defaults(**overrides) -> dict:
@@ -183,14 +178,13 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}
     t_loop, steps_timed, eval_seconds = None, 0, 0.0
     stopped = bool(stopper) and early_stopping.spent(stopper, patience)
-    watch = _Watch(cfg["watchdog_seconds"])
-    hung = partial(_hung_message, workdir=workdir)
+    watch = Watch(cfg["watchdog_seconds"], workdir)
     try:
         while t < total and not stopped:
             carry = train_call(carry, device_data["train"], keys["data"], keys["step"])
             t += k
             if t_loop is None:  # the first call compiles; time the rest
-                watch.wait(carry, lambda: hung(t, last_saved, watch))
+                watch.wait(carry, lambda: (t, last_saved))
                 t_loop, steps_timed, eval_seconds = time.perf_counter(), t, 0.0
                 if bar:
                     bar.start_timing(t)
@@ -199,27 +193,28 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
             if not (t % cfg["log_every"] == 0 or is_eval or is_ckpt):
                 continue
             states, acc, t_dev = carry
-            watch.wait(acc, lambda: hung(t, last_saved, watch))  # progress, or a hang, shows here
+            watch.wait(acc, lambda: (t, last_saved))  # progress, or a hang, shows here
             acc = jax.device_get(acc)
-            record_ = _train_record(acc, names, t - t_flushed, t, last_saved, workdir, vmapped)
+            row = _train_record(acc, names, t - t_flushed, t, last_saved, workdir, vmapped)
             t_flushed = t
             carry = (states, zero_acc(), t_dev)
             if is_eval:
                 t_eval = time.perf_counter()
                 eval_metrics = _evaluate(evaluate, states, device_data, keys["eval"], data,
-                                         watch, lambda: hung(t, last_saved, watch))
-                eval_seconds += time.perf_counter() - t_eval
+                                         watch, lambda: (t, last_saved))
+                spent = time.perf_counter() - t_eval  # not training: out of the rates
+                eval_seconds += spent
                 if bar:
-                    bar.exclude(time.perf_counter() - t_eval)
-                record_.update(eval_metrics)
+                    bar.exclude(spent)
+                row.update(eval_metrics)
                 if stopper:
                     stopper = early_stopping.update(stopper, states, eval_metrics[cfg["best_metric"]],
                                                     t, cfg["best_mode"])
                     stopped = early_stopping.spent(stopper, patience)
                     is_ckpt = is_ckpt or stopped  # a resumed run must know it has stopped
-            _log(workdir, tb, t, record_, vmapped)
+            writers.log(workdir, tb, t, row, vmapped)
             if bar:
-                bar.update(t, _means(record_, vmapped))
+                bar.update(t, writers.means(row, vmapped))
             if is_ckpt:
                 best = cfg["best_metric"]
                 metrics = {best: float(np.mean(eval_metrics[best]))} if (
@@ -228,7 +223,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
                 tree["step"] = np.asarray(t, np.int64)
                 checkpoint.save(mngr, t, tree, metrics)
                 last_saved = t
-        watch.wait(carry, lambda: hung(t, last_saved, watch))
+        watch.wait(carry, lambda: (t, last_saved))
         t_end = time.perf_counter()
     finally:
         if bar:
@@ -240,7 +235,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     # the end: every split evaluated (the training split too, as `train_eval`), summary, plots.
     states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
     final = _evaluate(evaluate, states, device_data, keys["eval"], data, watch,
-                      lambda: hung(t, last_saved, watch), final=True) if evaluate else {}
+                      lambda: (t, last_saved), final=True) if evaluate else {}
     timed = (t_end - t_loop - eval_seconds, t - steps_timed) if t_loop else None
     summary = rundir.summary(name, {n.replace("/", "_"): v for n, v in final.items()}, seed_list,
                              vmapped, {
@@ -296,48 +291,6 @@ def _check_best_metric(cfg: dict, found: list[str], data: Data) -> None:
           f"choose one of {', '.join(sorted(found)) or '(none)'}{hint}")
 
 
-# --- waiting for the device, with a deadline -----------------------------------------------------------
-
-class _Watch:
-    """Waits for the device with a deadline instead of blocking forever.
-
-    XLA's CPU runtime has deadlocked (every thread idle) in some vmapped programs of nested scans
-    (README: 'A deadlock guard'). Every wait gives up after max(limit_seconds, 10 x the longest
-    wait so far) and the run ends with `Hung`: in a notebook the kernel lives on, and the command
-    line exits at once (dlcore.cli). The first wait includes nothing of compiling: jit compiles
-    before it returns."""
-
-    def __init__(self, limit_seconds: float):
-        self.limit_seconds, self.longest, self.step = limit_seconds, 0.0, 0
-
-    def limit(self) -> float:
-        return max(self.limit_seconds, 10 * self.longest)
-
-    def wait(self, tree, on_hang: Callable[[], str]) -> None:
-        done, error = threading.Event(), []
-
-        def block():
-            try:
-                jax.block_until_ready(tree)
-            except BaseException as e:  # surfaced in the waiting thread below
-                error.append(e)
-            done.set()
-        t0 = time.monotonic()
-        threading.Thread(target=block, daemon=True).start()
-        if not done.wait(self.limit()):
-            raise Hung(on_hang())
-        if error:
-            raise error[0]
-        self.longest = max(self.longest, time.monotonic() - t0)
-
-
-def _hung_message(t: int, saved, watch: _Watch, workdir: Path) -> str:
-    where = (f"the last checkpoint is step {saved}; run the same command again to resume"
-             if saved is not None else "no checkpoint had been written")
-    return (f"no progress for {watch.limit():.0f} s after step {t} in {workdir}: the compiled "
-            f"program appears to be deadlocked (README: 'A deadlock guard'); {where}")
-
-
 # --- metrics --------------------------------------------------------------------------------------------
 
 def _train_record(acc: dict, names: list[str], n: int, t: int, last_saved, workdir: Path,
@@ -361,7 +314,7 @@ def _train_record(acc: dict, names: list[str], n: int, t: int, last_saved, workd
     return {f"train/{name}": v / max(n, 1) for name, v in sums.items()}
 
 
-def _evaluate(evaluate, states, device_data, key, data: Data, watch: _Watch, on_hang,
+def _evaluate(evaluate, states, device_data, key, data: Data, watch: Watch, on_hang,
               final: bool = False) -> dict:
     """'<split>/<name>' for each evaluation split; at the end also the training split, as
     'train_eval/<name>' (the running means of the training steps are 'train/<name>')."""
@@ -374,22 +327,3 @@ def _evaluate(evaluate, states, device_data, key, data: Data, watch: _Watch, on_
         prefix = "train_eval" if split == "train" else split
         out.update({f"{prefix}/{name}": v for name, v in jax.device_get(got).items()})
     return out
-
-
-def _means(record: dict, seed_axis: bool) -> dict:
-    """Means over the seed axis; a vector metric (one value per test-time step, say) stays a list."""
-    out = {}
-    for k, v in record.items():
-        m = np.asarray(v, np.float64)
-        m = m.mean(0) if seed_axis else m
-        out[k] = float(m) if m.ndim == 0 else m.tolist()
-    return out
-
-
-def _log(workdir: Path, tb, t: int, record: dict, vmapped: bool) -> None:
-    means = _means(record, vmapped)
-    row = {"step": t, "time": time.time(), **means}
-    if vmapped:
-        row["per_seed"] = {k: np.asarray(v).tolist() for k, v in record.items()}
-    writers.append_jsonl(workdir / "metrics.jsonl", row)
-    tb.scalars(t, means)

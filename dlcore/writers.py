@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 # --- JSON lines -----------------------------------------------------------------------------------
 
 
@@ -43,6 +45,29 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
         tmp = Path(f"{path}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, path)
+
+
+# --- one logged record -------------------------------------------------------------------------------
+
+def means(record: dict, seed_axis: bool) -> dict:
+    """Means over the seed axis; a vector metric (one value per test-time step, say) stays a list."""
+    out = {}
+    for k, v in record.items():
+        m = np.asarray(v, np.float64)
+        m = m.mean(0) if seed_axis else m
+        out[k] = float(m) if m.ndim == 0 else m.tolist()
+    return out
+
+
+def log(workdir: Path, tb, t: int, record: dict, vmapped: bool) -> None:
+    """One row of metrics.jsonl (means over seeds, and each seed's values) and its scalars in
+    TensorBoard."""
+    mean = means(record, vmapped)
+    row = {"step": t, "time": time.time(), **mean}
+    if vmapped:
+        row["per_seed"] = {k: np.asarray(v).tolist() for k, v in record.items()}
+    append_jsonl(workdir / "metrics.jsonl", row)
+    tb.scalars(t, mean)
 
 
 # --- TensorBoard ----------------------------------------------------------------------------------

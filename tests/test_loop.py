@@ -181,13 +181,14 @@ def test_bad_loop_values_are_config_errors(tmp_path):
 def test_a_hung_program_ends_with_an_error_naming_the_checkpoint(monkeypatch):
     """A deadlocked device program must not hang a run forever: a wait on the device that lasts
     past the limit (or 10x the longest wait seen) raises Hung; waits that return keep it quiet."""
-    watch = loop._Watch(0.3)
-    watch.wait(jax.numpy.ones(3), lambda: "unused")
+    from dlcore import watch as watch_lib
+    watch = watch_lib.Watch(0.3, "w")
+    watch.wait(jax.numpy.ones(3), lambda: (0, None))
     assert watch.limit() == 0.3
-    monkeypatch.setattr(loop.jax, "block_until_ready", lambda tree: time.sleep(30))
+    monkeypatch.setattr(watch_lib.jax, "block_until_ready", lambda tree: time.sleep(30))
     t0 = time.monotonic()
-    with pytest.raises(loop.Hung, match="step 7"):
-        watch.wait(jax.numpy.ones(3), lambda: loop._hung_message(7, 5, watch, Path("w")))
+    with pytest.raises(loop.Hung, match="after step 7 in w.*last checkpoint is step 5"):
+        watch.wait(jax.numpy.ones(3), lambda: (7, 5))
     assert time.monotonic() - t0 < 5
     assert issubclass(loop.Hung, loop.TrainingError)  # the command line exits with status 1
 

@@ -45,7 +45,7 @@ def defaults(name: Any) -> dict:
         own = src.defaults() if hasattr(src, "defaults") else {}
     else:  # a function returning arrays (or a Data)
         own = arrays.defaults(test_fraction=0.2)
-    return {"name": names.reference(name), **own}
+    return {"name": name, **own}
 
 
 def load(cfg: dict) -> Data:

@@ -68,7 +68,7 @@ def defaults(name: Any) -> dict:
                if p.name not in ("rngs", *FROM_DATA) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     else:  # a module instance or a Model from Python: nothing to configure
         own = {}
-    return {"name": names.reference(name), **own, "input_shape": None}
+    return {"name": name, **own, "input_shape": None}
 
 
 def _default(field) -> Any:
