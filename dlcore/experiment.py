@@ -214,7 +214,9 @@ def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool) -
     for i in range(seeds):
         cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
         runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
-    rundir.prepare(workdir, {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]})
+    seeds_record = {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]}
+    rundir.prepare(workdir, seeds_record)
+    rundir.write_json(workdir / "config.json", seeds_record)
     named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
     rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
     summary = rundir.summary(config["experiment"], named, [config["seed"] + i for i in range(seeds)],

@@ -104,8 +104,8 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
           f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
     names, eval_names = _trace(algorithm, data)
     _check_best_metric(cfg, eval_names, data)
-    rundir.prepare(workdir, {**(record or {"experiment": name}), "loop": cfg,
-                             "seeds": seed_list})
+    record = {**(record or {"experiment": name}), "loop": cfg, "seeds": seed_list}
+    rundir.prepare(workdir, record)
 
     roots = [jax.random.key(s) for s in seed_list]
     keys = jax.tree.map(lambda *k: jnp.stack(k), *[split_keys(r) for r in roots]) if vmapped \
@@ -136,6 +136,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
             stopper = {**tree["early_stopping"],
                        "state": parallel.put_replicated(tree["early_stopping"]["state"], mesh)}
         print(f"resumed from step {start} in {workdir}", flush=True)
+    rundir.write_json(workdir / "config.json", record)  # the checkpoints are this run's
     writers.truncate_jsonl(workdir / "metrics.jsonl", start)
 
     # 3. the compiled step: k updates per call, metrics summed on the device.

@@ -24,7 +24,8 @@ NOT_COMPARED = ("loop.", "import_paths", "changed")
 
 
 def prepare(workdir: Path, record: dict) -> None:
-    """Create the run directory, prove it writable, and refuse to resume a different run."""
+    """Create the run directory, prove it writable, and refuse to resume a different run. Nothing
+    is written yet: `record` goes to config.json once the checkpoints proved to be this run's."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe = workdir / ".write-test"
@@ -48,7 +49,6 @@ def prepare(workdir: Path, record: dict) -> None:
             raise ConfigError(
                 f"run directory {workdir} holds a different run ({shown}{more}); choose another "
                 "--workdir, or pass --fresh to move the old run aside and start over")
-    write_json(saved, record)
 
 
 def _short(v) -> str:

@@ -141,9 +141,9 @@ def test_sweep_refuses_another_run_or_sweep_directory(tmp_path, monkeypatch):
         sweep.run_sweep(tiny_config(), {"meta.inner_lr": [0.01]}, 1, tmp_path)
     (tmp_path / "config.json").unlink()
 
-    def stop(_):  # the first thing after the run directory is ready
+    def stop(*_):  # the first thing after the run directory is ready
         raise RuntimeError("stop")
-    monkeypatch.setattr(loop, "split_keys", stop)
+    monkeypatch.setattr(loop.writers, "truncate_jsonl", stop)
     with pytest.raises(RuntimeError, match="stop"):
         sweep.run_sweep(tiny_config(), {"meta.inner_lr": [0.01]}, 1, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["sweep"]["grid"] == \
