@@ -45,8 +45,10 @@ GLYPHS = "glyphs/maml"
 
 def setup(name: str, n_batches: int):
     """The variant's config, algorithm, meta-batches and the per-task baseline's pieces."""
-    # quick: the small glyph set
-    config = experiment.load(name, quick=name.startswith("glyphs/"))
+    # quick: the small glyph set. The dlcore step is measured vmapped (the experiment may unroll
+    # its tasks: that form is the `unrolled` contender)
+    config = experiment.load(name, quick=name.startswith("glyphs/"),
+                             overrides=["meta.task_batching=vmap"])
     data = data_lib.load(config["data"])
     splits, spec, sample = data.splits, data.spec, data.sample
     algorithm = maml.make(config, data, config["loop"]["steps"])

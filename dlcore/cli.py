@@ -169,8 +169,10 @@ def _print_result(summary: dict, workdir: Path) -> None:
               f"{', '.join(summary['changed'])})")
     rate = summary.get("steps_per_second")
     start, ran = summary.get("start_step", 0), summary.get("steps_run", summary["steps"])
-    steps = (f"{ran} steps ({start} -> {summary['steps']}, resumed)" if start
-             else f"{summary['steps']} steps")
+    end = start + ran
+    steps = (f"{ran} steps ({start} -> {end}, resumed)" if start else f"{end} steps")
+    if end < summary["steps"]:
+        steps += f" (early stopping; {summary['steps']} allowed)"
     print(f"{steps} in {summary['seconds']:.1f} s"
           + (f" ({rate:,.0f} steps/s after compiling)" if rate else "") + f"; run directory {workdir}")
 

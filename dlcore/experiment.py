@@ -120,9 +120,14 @@ def apply_overrides(config: dict, overrides) -> dict:
     for item in switches:
         key, _, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        if key == "algorithm":
-            config = complete({k: v for k, v in config.items()
-                               if k in TOP or k == "data"} | {"algorithm": value})
+        if key == "algorithm":  # its sections, keeping the values of keys it shares
+            fresh = complete({**{k: v for k, v in config.items() if k in TOP or k == "data"},
+                              "algorithm": value})
+            for section, keys in fresh.items():
+                if isinstance(keys, dict) and section not in TOP and section in config:
+                    fresh[section] = {**keys, **{k: v for k, v in config[section].items()
+                                                 if k in keys}}
+            config = complete(fresh)
             continue
         section = key.split(".")[0]
         old = config.get(section, {})

@@ -167,3 +167,14 @@ def test_set_reaches_a_data_file_of_your_own(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["config"]["data"]["name"] == "npz" and summary["metrics"]["test_accuracy"] > 0.9
     assert summary["config"]["model"]["name"] == "logreg"  # the rest of the experiment stays
+
+
+def test_an_early_stopped_run_says_where_it_stopped(tmp_path, capsys):
+    assert main(["run", "digits/mlp", "--quick", "--workdir", str(tmp_path), "--no-progress",
+                 "--set", "data.validation_fraction=0.2", "--set", "loop.early_stopping_patience=1",
+                 "--set", "loop.best_metric=validation/accuracy", "--set", "loop.steps=1000",
+                 "--set", "loop.eval_every=10", "--set", "loop.log_every=10"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    stop = summary["early_stopping"]["stopped_at_step"]
+    assert stop < 1000
+    assert f"{stop} steps (early stopping; 1000 allowed)" in capsys.readouterr().out

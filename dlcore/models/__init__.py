@@ -96,7 +96,7 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int) -> Model:
     here with one clear ConfigError."""
     check_input_shape(cfg, input_shape)
     fam = family(cfg["name"])
-    missing = [k for k, v in cfg.items() if v == REQUIRED]
+    missing = [k for k, v in cfg.items() if isinstance(v, str) and v == REQUIRED]
     if missing:
         raise ConfigError(f"config key 'model.{missing[0]}': '{cfg['name']}' needs a value for it")
     given = {k: v for k, v in cfg.items() if k not in ("name", "input_shape")}
