@@ -68,26 +68,26 @@ def complete(config: dict) -> dict:
     check(isinstance(given.get("data"), dict) and "name" in given["data"], "data.name",
           "the config names no data source")
     algo = maker(given["algorithm"])
-    sections = copy.deepcopy(algo.defaults) if algo.defaults is not None else {}
-    out = {"algorithm": given["algorithm"], "seed": given.get("seed", 0)}
-    for key in TOP[2:]:
+    seed = given.get("seed", 0)
+    check(type(seed) is int, "seed", f"must be an integer; got {seed!r}")
+    if algo.defaults is None:  # an algorithm without defaults(): its sections are unchecked
+        sections = {k: dict(v) for k, v in given.items()
+                    if isinstance(v, dict) and k not in TOP + ("data", "loop")}
+    else:
+        sections = copy.deepcopy(algo.defaults)
+    out = {"algorithm": given["algorithm"], "seed": seed,
+           "experiment": given.get("experiment", "run")}
+    for key in TOP[3:]:
         if key in given:
             out[key] = given[key]
     out["data"] = _merge("data", data_lib.defaults(given["data"]["name"]), given["data"])
-    model = given.get("model", sections.get("model"))
-    if isinstance(model, dict) and "name" in {**sections.get("model", {}), **model}:
-        name = model.get("name", sections.get("model", {}).get("name"))
-        sections["model"] = models.defaults(name)
+    if "name" in sections.get("model", {}):  # a family's section: the family's keys
+        sections["model"] = models.defaults(given.get("model", {}).get("name",
+                                                                        sections["model"]["name"]))
     for section, defaults in sections.items():
         out[section] = _merge(section, defaults, given.get(section, {}))
     out["loop"] = _merge("loop", loop.defaults(), given.get("loop", {}))
     for section in set(given) - set(out):
-        if algo.defaults is None and isinstance(given[section], dict):
-            out[section] = given[section]  # an algorithm without defaults(): its own sections
-            if section == "model" and "name" in given[section]:
-                out[section] = _merge("model", models.defaults(given[section]["name"]),
-                                      given[section])
-            continue
         hint = difflib.get_close_matches(section, list(out), n=1)
         raise ConfigError(f"config section '{section}' is not read by algorithm "
                           f"'{names.reference(given['algorithm'])}'"
@@ -127,10 +127,16 @@ def apply_overrides(config: dict, overrides) -> dict:
                 if isinstance(keys, dict) and section not in TOP and section in config:
                     fresh[section] = {**keys, **{k: v for k, v in config[section].items()
                                                  if k in keys}}
+            if "name" in fresh.get("model", {}) and "name" in config.get("model", {}):
+                fresh["model"] = config["model"]  # the same model, whichever algorithm trains it
             config = complete(fresh)
             continue
         section = key.split(".")[0]
         old = config.get(section, {})
+        if "name" not in old:
+            raise ConfigError(f"config key '{key}': algorithm '{names.reference(config['algorithm'])}'"
+                              f" builds its own network; its {section} section has "
+                              f"{', '.join(sorted(old))}")
         fresh = (models.defaults(value) if section == "model" else data_lib.defaults(value))
         config[section] = {**fresh, **{k: v for k, v in old.items() if k in fresh and k != "name"}}
     rest = [o for o in overrides if o not in switches]
@@ -150,11 +156,16 @@ def load(name_or_path: str, quick: bool = False, overrides=()) -> dict:
         raw["import_paths"] = [folder, *raw.get("import_paths", [])]
     if quick:
         raw["changed"] = ["--quick"]
+    _absolute_path(raw.get("data", {}), folder or Path.cwd())  # the file's: from its folder
     config = apply_overrides(complete(raw), overrides)
-    path = config["data"].get("path")
-    if folder and isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
-        config["data"]["path"] = str(Path(folder) / path)
+    _absolute_path(config["data"], Path.cwd())  # a --set data.path: from where it was typed
     return config
+
+
+def _absolute_path(data: dict, base) -> None:
+    path = data.get("path")
+    if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+        data["path"] = str(Path(base) / Path(path).expanduser())
 
 
 def published(config: dict) -> dict:
@@ -166,9 +177,9 @@ def published(config: dict) -> dict:
 # --- values ------------------------------------------------------------------------------------------
 
 def build(config: dict) -> tuple[Algorithm, Data]:
-    """(algorithm, data) of a complete config; ConfigError for anything impossible, before any
-    compile."""
-    names.import_paths(config.get("import_paths"))
+    """(algorithm, data) of a config (completed first); ConfigError for anything impossible,
+    before any compile."""
+    config = complete(config)
     data = data_lib.load(config["data"])
     algorithm = maker(config["algorithm"]).make(config, data, config["loop"]["steps"])
     if not isinstance(algorithm, Algorithm):
@@ -178,13 +189,19 @@ def build(config: dict) -> tuple[Algorithm, Data]:
 
 
 def record(config: dict) -> dict:
-    """What a run directory's config.json keeps: the config, names for objects (dlcore.names)."""
-    return json.loads(json.dumps(config, default=_name_of))
-
-
-def _name_of(x):
-    from dlcore.rundir import jsonable
-    return jsonable(x)
+    """What a run directory's config.json keeps: the config, with the name each object passed from
+    Python imports under (dlcore.names.reference) in its place."""
+    def plain(x):
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)) and type(x) in (list, tuple):
+            return [plain(v) for v in x]
+        if x is None or isinstance(x, (str, bool, int, float)):
+            return x
+        if hasattr(x, "tolist") and hasattr(x, "dtype"):  # a number of numpy or JAX
+            return x.tolist()
+        return names.reference(x)  # a module, class, function, Algorithm, Data, ...
+    return plain(config)
 
 
 def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True) -> dict:
@@ -215,12 +232,12 @@ def _with_published(summary: dict, config: dict, workdir) -> dict:
 def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool) -> dict:
     import numpy as np
     from dlcore import rundir
+    seeds_record = {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]}
+    rundir.prepare(workdir, seeds_record)  # another seed count here is refused before any work
     runs = []
     for i in range(seeds):
         cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
         runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
-    seeds_record = {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]}
-    rundir.prepare(workdir, seeds_record)
     rundir.write_json(workdir / "config.json", seeds_record)
     named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
     rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
@@ -276,6 +293,8 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
             raise ConfigError(f"{workdir}: its {key} is {ref}; code defined in a notebook or "
                               "script cannot be imported again (put it in a module)")
     seeds = saved.get("seeds", [saved.get("seed", 0)])
+    check(type(seed_index) is int and 0 <= seed_index < len(seeds), "seed_index",
+          f"{workdir} holds {len(seeds)} seed(s); got index {seed_index!r}")
     config = complete({k: v for k, v in saved.items() if k != "seeds"})
     algorithm, data = build(config)
     summary_path = workdir / "summary.json"

@@ -64,6 +64,11 @@ def validate(cfg: dict) -> dict:
         check(cfg[key] % k == 0, f"loop.{key}",
               f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
+    check(type(cfg["devices"]) is int, "loop.devices", f"must be an integer; got {cfg['devices']!r}")
+    for key in ("plots", "seeds_in_one_program"):
+        check(isinstance(cfg[key], bool), f"loop.{key}", f"must be true or false; got {cfg[key]!r}")
+    check(isinstance(cfg["best_metric"], str), "loop.best_metric",
+          f"must be a metric name such as validation/accuracy, or ''; got {cfg['best_metric']!r}")
     wd = cfg["watchdog_seconds"]
     check(isinstance(wd, (int, float)) and wd > 0, "loop.watchdog_seconds",
           f"must be > 0 (seconds without progress before a run is ended); got {wd}")
@@ -260,9 +265,14 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str]]:
     """The step's metric names and the evaluation's, from abstract traces (nothing compiles).
     ConfigError for a step that does not return (state, {name: scalar})."""
     key = jax.random.key(0)
-    state = jax.eval_shape(algorithm.init, key)
-    batch = jax.eval_shape(data.sample, data.splits["train"], 0, key)
-    out = jax.eval_shape(algorithm.step, state, batch, key)
+    try:
+        state = jax.eval_shape(algorithm.init, key)
+        batch = jax.eval_shape(data.sample, data.splits["train"], 0, key)
+        out = jax.eval_shape(algorithm.step, state, batch, key)
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # this algorithm, not this data
+        from dlcore.names import where
+        raise ConfigError(f"algorithm: its step cannot take this data's batches: "
+                          f"{where(e)}") from None
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
         raise ConfigError("algorithm: step(state, batch, key) must return (state, metrics), "
                           f"metrics a dict of scalars; got {type(out).__name__}")

@@ -75,6 +75,17 @@ def validate(cfg: dict) -> dict:
     return out
 
 
+def require_tasks(spec: dict, algorithm: str, n_way: int | None = None) -> None:
+    """ConfigError unless the data gives tasks with fixed evaluation tasks (sinusoid, glyphs,
+    digits_classes), and, for a classifier with an `n_way` head, evaluation tasks of at most
+    n_way classes."""
+    check("eval_tasks" in spec, "data.name",
+          f"{algorithm} learns from tasks; choose a task source (sinusoid, glyphs, digits_classes)")
+    if n_way is not None and spec.get("test_n_way", n_way) > n_way:
+        raise ConfigError(f"config key 'data.test_n_way': {algorithm}'s head has {n_way} outputs "
+                          f"(data.n_way), so it cannot score {spec['test_n_way']}-way test tasks")
+
+
 def task_loss(apply: Callable, task: str) -> Callable:
     """loss(params, data) -> (loss, score): mean squared error (score = the same) for regression,
     cross-entropy (score = accuracy) for classification. apply(params, x [n, ...]) -> [n, out]."""

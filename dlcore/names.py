@@ -40,30 +40,42 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
     if not isinstance(name, str):
         return name  # the object itself, from Python
     module_name, sep, attr = name.partition(":")
-    short = "." not in module_name and not sep
-    full = f"dlcore.{kind}.{module_name}" if short else module_name
-    if not module_name or not all(p.isidentifier() for p in full.split(".")) or (
+    if not module_name or not all(p.isidentifier() for p in module_name.split(".")) or (
             sep and not all(p.isidentifier() for p in attr.split("."))):
         raise ConfigError(f"config key '{key}': '{name}' is not a name ({_how(kind)})")
-    try:
-        value = _import(full)
-        if value is None and short:  # not one of dlcore's: a module of the user's own
-            full, value = module_name, _import(module_name)
-    except Exception as e:  # the user's module itself is broken: say where, in one line
-        where = e.args[0] if isinstance(e, _Broken) else full
-        raise ConfigError(f"config key '{key}': importing '{where}' failed: "
-                          f"{_where(e.__cause__ or e)}") from None
+    # dlcore's own module of that name first, then the user's; 'a.b.C' may mean 'a.b:C'
+    candidates = [(f"dlcore.{kind}.{module_name}", attr)] if "." not in module_name else []
+    candidates.append((module_name, attr))
+    if not sep and "." in module_name:
+        parent, _, last = module_name.rpartition(".")
+        candidates.append((parent, last))
+    value, lacking = None, None
+    for full, attr in candidates:
+        try:
+            value = _import(full)
+        except _Broken as e:  # the user's module itself is broken: say where, in one line
+            raise ConfigError(f"config key '{key}': importing '{e.args[0]}' failed: "
+                              f"{where(e.__cause__)}") from None
+        if value is not None and (not attr or hasattr(value, attr.split(".")[0])):
+            break
+        if value is not None and sep:
+            lacking = lacking or (full, attr)
+        value = None
+    if value is None and lacking:
+        raise ConfigError(f"config key '{key}': module '{lacking[0]}' has no attribute "
+                          f"'{lacking[1]}'")
     if value is None:
-        if short:
+        if "." not in module_name and not sep:
             what = {"models": "model", "data": "data source", "algorithms": "algorithm"}[kind]
             raise ConfigError(f"config key '{key}': no {what} '{name}' ({_how(kind)})")
-        raise ConfigError(f"config key '{key}': cannot import '{module_name}' (is its folder on the path? "
-                          "a config file's own folder is)")
-    for part in attr.split(".") if sep else ():
+        raise ConfigError(f"config key '{key}': cannot import '{name}' (is its folder on the "
+                          "path? a config file's own folder is; an attribute is "
+                          "'package.module:attribute')")
+    for part in attr.split(".") if attr else ():
         if not hasattr(value, part):
             raise ConfigError(f"config key '{key}': '{full}' has no attribute '{attr}'")
         value = getattr(value, part)
-    if not sep and not hasattr(value, needs):
+    if not attr and not hasattr(value, needs):
         raise ConfigError(f"config key '{key}': module '{full}' defines no {needs}() "
                           f"({_how(kind)})")
     return value
@@ -116,7 +128,21 @@ def reference(value: Any) -> str:
                 return f"{module}:{qualname}"
         except Exception:
             pass
-    return f"<{type(value).__name__} defined in {module or 'an unknown module'}, not importable>"
+    return f"<{type(value).__name__} {qualname or ''} defined in {module or 'an unknown module'}" \
+           f"{_source_digest(value)}, not importable>"
+
+
+def _source_digest(value) -> str:
+    """' (source 1a2b3c4d)': a short hash of the object's source (of its class for an instance),
+    so two different objects defined in a notebook never record the same name."""
+    import hashlib
+    import inspect
+    try:
+        source = inspect.getsource(value if (inspect.isclass(value) or inspect.isfunction(value)
+                                             or inspect.ismodule(value)) else type(value))
+    except (OSError, TypeError):  # no source to read (code typed into a bare interpreter)
+        return ""
+    return f" (source {hashlib.sha1(source.encode()).hexdigest()[:8]})"
 
 
 def importable(ref: str) -> bool:
@@ -129,11 +155,13 @@ def _how(kind: str) -> str:
             "'package.module:attribute'")
 
 
-def _where(e: BaseException) -> str:
+def where(e: BaseException) -> str:
     """'ValueError: ... (my_models.py line 12)': the exception and the last frame that raised it."""
     if isinstance(e, SyntaxError):
         return f"SyntaxError: {e.msg} ({e.filename} line {e.lineno})"
     frames = traceback.extract_tb(e.__traceback__)
-    last = next((f for f in reversed(frames) if "importlib" not in f.filename), None)
+    # the last frame of the user's (or dlcore's) code, not of JAX's or the import machinery
+    last = next((f for f in reversed(frames) if "importlib" not in f.filename and (
+        "site-packages" not in f.filename or "dlcore" in f.filename)), None)
     at = f" ({Path(last.filename).name} line {last.lineno})" if last else ""
     return f"{type(e).__name__}: {e}{at}"

@@ -2,8 +2,7 @@
 
     optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                  end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999,
-                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9,
-                 log_details=False)
+                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9)
 
 The chain, in order: the L2 penalty's gradient -> global-norm clipping -> the optimizer's
 preconditioning -> decoupled weight decay -> -learning_rate x schedule(step).
@@ -16,13 +15,15 @@ preconditioning -> decoupled weight decay -> -learning_rate x schedule(step).
   preconditioning, so 'adam' with weight_decay > 0 is AdamW ('adamw' is its alias with a default
   of 1e-4 when unset). Neither touches biases or normalisation scales (`decay_mask`).
 * `clip_norm` > 0 clips the global gradient norm.
-* `schedule` shapes the rate over the run: the rate at step t is learning_rate x shape(t), with
-  shape(0) = 1 after the warm-up ('linear' and 'cosine' end at end_learning_rate).
-* `log_details` adds the gradient norm and the learning rate to the per-step metrics.
+* `schedule` shapes the rate over the run: the rate at step t is
+  learning_rate x a(t) + end_learning_rate x b(t) (`schedule_shape`): 'constant' a = 1;
+  'linear' and 'cosine' go from learning_rate to end_learning_rate after an optional linear
+  warm-up from 0 ('warmup_cosine' is 'cosine' with `warmup_steps`); 'step' divides by 10 at 50 %
+  and 75 % of the steps after the warm-up.
 
 Every number above is an optax hyperparameter injected into the optimizer state
 (`optax.inject_hyperparams`): states that differ only in them run in one program, `jax.vmap`-ped
-(dlcore.sweep). A swept learning rate scales the whole schedule. Which transforms exist is fixed
+(dlcore.sweep), the schedule's end rate among them. Which transforms exist is fixed
 when the program is built (l2, weight decay and clipping are present when their value is > 0 in the
 config it is built from); a member whose value is 0 adds 0 * w or does not clip, exactly as a run
 without the transform would.
@@ -41,15 +42,15 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear", "warmup_cosine", "step")
 NO_DECAY = ("bias", "scale")
 # the config keys that are injected hyperparameters (sweepable in one program)
-HYPERPARAMETERS = ("learning_rate", "l2", "clip_norm", "b1", "b2", "eps", "momentum", "rms_decay",
-                   "weight_decay")
+HYPERPARAMETERS = ("learning_rate", "end_learning_rate", "l2", "clip_norm", "b1", "b2", "eps",
+                   "momentum", "rms_decay", "weight_decay")
 
 
 def defaults(**overrides) -> dict:
     """The `optim` section with every key present (overrides must name existing keys)."""
     cfg = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999, eps=1e-8,
-               weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9, log_details=False)
+               weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown optim keys {unknown}"
     cfg.update(overrides)
@@ -65,30 +66,43 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def schedule_shape(cfg: dict, total_steps: int) -> optax.Schedule:
-    """shape(step): the learning rate at `step` divided by `optim.learning_rate`."""
+def schedule_shape(cfg: dict, total_steps: int):
+    """shape(step) -> (a, b): the learning rate at `step` is learning_rate * a + end_learning_rate
+    * b, so both stay numbers in the state (a sweep changes either without changing the program)."""
     kind = one_of(cfg["schedule"], "optim.schedule", SCHEDULES)
-    warmup, end = cfg["warmup_steps"], cfg["end_learning_rate"] / cfg["learning_rate"]
-    check(0 <= warmup < max(total_steps, 1), "optim.warmup_steps",
-          f"must be in [0, total steps {total_steps}); got {warmup}")
+    warmup = cfg["warmup_steps"]
+    check(type(warmup) is int and 0 <= warmup < max(total_steps, 1), "optim.warmup_steps",
+          f"must be an integer in [0, total steps {total_steps}); got {warmup!r}")
+    n = max(total_steps - warmup, 1)
     if kind == "constant":
-        main = optax.constant_schedule(1.0)
+        main = lambda t: (jnp.ones_like(t, jnp.float32), jnp.zeros_like(t, jnp.float32))
     elif kind in ("cosine", "warmup_cosine"):
-        main = optax.cosine_decay_schedule(1.0, max(total_steps - warmup, 1), alpha=end)
+        def main(t):
+            a = optax.cosine_decay_schedule(1.0, n)(t)
+            return a, 1.0 - a
     elif kind == "linear":
-        main = optax.linear_schedule(1.0, end, max(total_steps - warmup, 1))
+        def main(t):
+            a = optax.linear_schedule(1.0, 0.0, n)(t)
+            return a, 1.0 - a
     else:  # 'step': divide by 10 at 50 % and 75 % of training
-        rest = total_steps - warmup
-        main = optax.piecewise_constant_schedule(1.0, {rest // 2: 0.1, (3 * rest) // 4: 0.1})
+        def main(t):
+            a = optax.piecewise_constant_schedule(1.0, {n // 2: 0.1, (3 * n) // 4: 0.1})(t)
+            return a, jnp.zeros_like(a)
     if warmup == 0:
         return main
-    return optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), main], [warmup])
+
+    def shape(t):
+        a, b = main(jnp.maximum(t - warmup, 0))
+        ramp = jnp.asarray(t, jnp.float32) / warmup
+        return jnp.where(t < warmup, ramp, a), jnp.where(t < warmup, 0.0, b)
+    return shape
 
 
 def validate(cfg: dict, total_steps: int) -> None:
     """Raise ConfigError for any impossible optimizer setting; nothing is compiled."""
     one_of(cfg["name"], "optim.name", OPTIMIZERS)
-    for key in HYPERPARAMETERS + ("end_learning_rate",):
+    check(isinstance(cfg["nesterov"], bool), "optim.nesterov", f"must be true or false; got {cfg['nesterov']!r}")
+    for key in HYPERPARAMETERS:
         check(isinstance(cfg[key], (int, float)) and not isinstance(cfg[key], bool),
               f"optim.{key}", f"must be a number; got {cfg[key]!r}")
     check(cfg["learning_rate"] > 0, "optim.learning_rate", f"must be > 0; got {cfg['learning_rate']}")
@@ -107,7 +121,8 @@ def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
     wd = injected(cfg)["weight_decay"]
     shape = schedule_shape(cfg, total_steps)
 
-    def chain(learning_rate, l2, clip_norm, b1, b2, eps, momentum, rms_decay, weight_decay):
+    def chain(learning_rate, end_learning_rate, l2, clip_norm, b1, b2, eps, momentum, rms_decay,
+              weight_decay):
         parts = []
         if cfg["l2"] > 0:  # the gradient of 0.5 * l2 * ||w||^2
             parts.append(optax.add_decayed_weights(l2, mask=decay_mask))
@@ -121,7 +136,8 @@ def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
             parts.append(optax.trace(decay=momentum, nesterov=cfg["nesterov"]))
         if wd > 0:
             parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
-        parts.append(optax.scale_by_schedule(lambda t: -learning_rate * shape(t)))
+        parts.append(optax.scale_by_schedule(lambda t: -_rate(learning_rate, end_learning_rate,
+                                                              shape(t))))
         return optax.chain(*parts)
 
     return optax.inject_hyperparams(chain, hyperparam_dtype=jnp.float32)(**injected(cfg))
@@ -152,7 +168,15 @@ def hyperparameters(opt_state) -> dict:
 
 
 def learning_rate_at(cfg: dict, total_steps: int) -> Callable:
-    """lr(opt_state, step) -> the learning rate applied at `step` (for `log_details`)."""
+    """lr(opt_state, step) -> the learning rate applied at `step` (for logging it)."""
     shape = schedule_shape(cfg, total_steps)
-    return lambda opt_state, step: (opt_state.hyperparams["learning_rate"]
-                                    * shape(step)).astype(jnp.float32)
+
+    def lr(opt_state, step):
+        h = opt_state.hyperparams
+        return _rate(h["learning_rate"], h["end_learning_rate"], shape(step)).astype(jnp.float32)
+    return lr
+
+
+def _rate(peak, end, ab):
+    a, b = ab
+    return peak * a + end * b

@@ -406,17 +406,20 @@ class ActorCriticState(NamedTuple):
     runner: Runner
 
 
+def network_settings(model_cfg: dict) -> tuple[tuple[int, ...], str]:
+    """(hidden widths, activation) of an RL algorithm's `model` section, checked."""
+    from dlcore.models.mlp import ACTIVATIONS, positive_ints
+    from dlcore.config import one_of
+    return (positive_ints(model_cfg, "hidden"),
+            one_of(model_cfg["activation"], "model.activation", ACTIVATIONS))
+
+
 def actor_critic(model_cfg: dict, spec: dict):
     """The actor-critic network of a `model` section {'hidden', 'activation'} for the env in spec."""
     from dlcore.models.policy import ActorCritic
-    hidden = tuple(model_cfg["hidden"])
-    check(all(isinstance(w, int) and w > 0 for w in hidden), "model.hidden",
-          f"widths must be positive integers; got {list(hidden)}")
-    from dlcore.models.mlp import ACTIVATIONS
-    from dlcore.config import one_of
-    one_of(model_cfg["activation"], "model.activation", ACTIVATIONS)
+    hidden, activation = network_settings(model_cfg)
     return ActorCritic(num_actions=spec["num_outputs"], discrete=spec["discrete"], hidden=hidden,
-                       activation=model_cfg["activation"])
+                       activation=activation)
 
 
 def actor_critic_init(net, tx, spec: dict) -> Callable:
@@ -463,9 +466,9 @@ def guard() -> bool:
     4-seed x 32-environment PPO, with or without the option passed per program
     (`jax.jit(..., compiler_options=...)` did not prevent it); with this flag in XLA_FLAGS, 123
     executions and no hang (README: "A deadlock guard"). XLA reads XLA_FLAGS when the backend
-    starts, so this works only before the first computation: `dlcore.loop.run` calls it for RL
-    configs; scripts calling `make_train` call it first. The host loop's watchdog ends a run
-    that hangs anyway."""
+    starts, so this works only before the first computation: dlcore.data.env calls it before it
+    makes the environments; scripts calling `make_train` call it first. The loop's deadline on
+    device waits ends a run that hangs anyway (dlcore.watch)."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_enable_concurrency_optimized_scheduler" in flags:
         return "xla_cpu_enable_concurrency_optimized_scheduler=false" in flags

@@ -3,8 +3,12 @@
 
 config.json records everything that decides the run: the config (or, for a run of values made in
 Python, what the caller recorded), the seeds (or sweep members) and the code it imports. Running
-again in the same directory resumes only the same run: any other difference but the loop's
-bookkeeping (loop.*) is refused, naming the keys, and nothing in the directory is touched.
+again in the same directory resumes only the same run: any difference but those in NOT_COMPARED
+is refused, naming the keys, and nothing in the directory is touched. Those may change: how long
+to train (a longer run resumed from a shorter one equals the uninterrupted longer run unless
+something depends on the step count, such as a learning-rate schedule or an exploration
+schedule), how to log, evaluate and checkpoint, the patience of early stopping, and the
+experiment's published figures.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ import numpy as np
 from dlcore.config import ConfigError, flatten
 
 # changed freely between runs in one directory: how long to train and how to log, not what
-NOT_COMPARED = ("loop.", "import_paths", "changed")
+NOT_COMPARED = ("loop.steps", "loop.log_every", "loop.eval_every", "loop.checkpoint_every",
+                "loop.keep_checkpoints", "loop.plots", "loop.watchdog_seconds", "loop.devices",
+                "loop.max_device_data_mb", "loop.seeds_in_one_program",
+                "loop.early_stopping_patience", "import_paths", "changed", "published")
 
 
 def prepare(workdir: Path, record: dict) -> None:

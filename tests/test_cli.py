@@ -75,10 +75,20 @@ def test_user_config_file_runs_like_an_experiment(tmp_path, capsys):
     (["run", "mnist1d/mlp", "--seeds", "0"], "'--seeds': must be >= 1"),
     (["run", "cartpole/ppo", "--set", "model.dropout=0.5"], "unknown config key 'model.dropout'"),
     (["run", "mnist1d/mlp", "--set", "model.name=my_missing.module:Net"],
-     "cannot import 'my_missing.module'"),
+     "cannot import 'my_missing.module:Net'"),
     (["run", "mnist1d/mlp", "--set", "model.name=transformer"], "no model 'transformer'"),
     (["run", "mnist1d/mlp", "--set", "algorithm=nope"], "no algorithm 'nope'"),
     (["run", "mnist1d/mlp", "--set", "data.name=npz"], "'data.path' must name the file"),
+    (["run", "cartpole/ppo", "--set", "model.name=mlp"], "'ppo' builds its own network"),
+    (["run", "mnist1d/mlp", "--set", "data.name=sinusoid"], "supervised learning takes batches"),
+    (["run", "sinusoid/maml", "--set", "data.name=mnist1d", "--set", "model.input_shape=[40]"],
+     "MAML learns from tasks"),
+    (["run", "glyphs/maml", "--quick", "--set", "data.test_n_way=10"],
+     "cannot score 10-way test tasks"),
+    (["run", "cartpole/dqn", "--set", "model.activation=foo"], "'model.activation': must be one of"),
+    (["run", "sinusoid/maml", "--set", "optim.log_details=true"],
+     "unknown config key 'optim.log_details'"),
+    (["run", "mnist1d/mlp", "--set", "seed=1.5"], "'seed' expects an integer"),
 ])
 def test_bad_input_exits_2_with_one_message(args, message, tmp_path, capsys):
     assert main(args + ["--workdir", str(tmp_path / "run"), "--no-progress"]) == 2

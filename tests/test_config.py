@@ -317,3 +317,30 @@ def test_a_name_switch_brings_its_sections_keys():
     assert set(cfg["model"]) == set(models.defaults("cnn"))
     assert cfg["model"]["channels"] == (8, 8) and cfg["model"]["init"] == "torch"
     assert "hidden" not in cfg["model"]
+
+
+def test_switching_the_algorithm_keeps_the_model_and_shared_keys():
+    from dlcore import experiment
+    cfg = experiment.load("glyphs/protonet", quick=True, overrides=["algorithm=maml"])
+    assert cfg["model"]["name"] == "cnn" and cfg["model"]["channels"] == (32, 32, 32, 32)
+    assert "embedding_dim" not in cfg["meta"] and cfg["meta"]["inner_steps"] == 1
+
+
+def test_a_run_of_values_has_a_name_and_a_plain_record(tmp_path):
+    import numpy as np
+    from dlcore import experiment
+    from dlcore.data.arrays import arrays
+    cfg = experiment.complete({"algorithm": "supervised", "data": {"name": "digits"}})
+    assert cfg["experiment"] == "run" and cfg["seed"] == 0
+    data = arrays(np.zeros((10, 2), np.float32), np.zeros(10, np.int32), batch_size=5,
+                  test_fraction=0.2)
+    rec = experiment.record({"algorithm": "supervised", "data": {"name": data}, "x": (1, 2)})
+    assert isinstance(rec["data"]["name"], str) and "not importable" in rec["data"]["name"]
+    assert rec["x"] == [1, 2]
+
+
+def test_a_path_given_on_the_command_line_is_read_from_where_it_was_typed(tmp_path, monkeypatch):
+    from dlcore import experiment
+    monkeypatch.chdir(tmp_path)
+    cfg = experiment.load("mnist1d/logreg", overrides=["data.name=npz", "data.path=mine.npz"])
+    assert cfg["data"]["path"] == str(tmp_path / "mine.npz")

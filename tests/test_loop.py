@@ -209,6 +209,15 @@ def test_a_changed_seed_count_is_refused_and_nothing_moves(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["seeds"] == [0]
 
 
+def test_seeds_one_after_another_are_refused_before_any_work(tmp_path):
+    cfg = tiny(**{"loop.steps": 10, "loop.eval_every": 10, "loop.checkpoint_every": 10,
+                  "loop.seeds_in_one_program": "false"})
+    run(cfg, tmp_path, seeds=2)
+    with pytest.raises(config_lib.ConfigError, match=r"seeds: \[0, 1\] -> \[0, 1, 2\]"):
+        run(cfg, tmp_path, seeds=3)
+    assert not (tmp_path / "seed_2").exists()
+
+
 def test_a_checkpoint_of_another_shape_is_not_called_corrupt(tmp_path):
     """Arrays of other shapes belong to another run: a clear error, nothing moved aside."""
     cfg = tiny(**{"loop.steps": 20, "loop.eval_every": 10, "loop.checkpoint_every": 10})

@@ -340,7 +340,7 @@ def test_unknown_model_name_lists_dlcores_families():
     with pytest.raises(ConfigError, match="dlcore's are cnn, logreg, mlp, rnn"):
         experiment.complete({"algorithm": "supervised", "data": {"name": "digits"},
                              "model": {"name": "transformer"}})
-    with pytest.raises(ConfigError, match=r"cannot import 'no_such_package\.models'"):
+    with pytest.raises(ConfigError, match=r"cannot import 'no_such_package\.models:Net'"):
         models.defaults("no_such_package.models:Net")
 
 

@@ -190,22 +190,29 @@ def test_optimizer_follows_schedule():
 # --- schedules ------------------------------------------------------------------------------------
 
 def schedule(cfg, total_steps):
-    """The learning rate at a step: learning_rate x schedule_shape."""
+    """The learning rate at a step: learning_rate x a + end_learning_rate x b."""
     shape = optim.schedule_shape(cfg, total_steps)
-    return lambda step: cfg["learning_rate"] * shape(step)
+
+    def rate(step):
+        a, b = shape(step)
+        return cfg["learning_rate"] * a + cfg["end_learning_rate"] * b
+    return rate
 
 
 def lr_at(sched, steps):
     return np.array([float(sched(s)) for s in steps])
 
 
-def test_schedule_shape_is_the_rate_over_learning_rate():
+def test_schedule_shape_weighs_the_peak_and_the_end_rate():
     cfg = optim.defaults(learning_rate=0.5, schedule="linear", end_learning_rate=0.1)
-    shape = optim.schedule_shape(cfg, 10)
-    np.testing.assert_allclose(lr_at(shape, [0, 5, 10]), [1.0, 0.6, 0.2], rtol=1e-6)
-    # the same shape for any learning rate with the same end ratio
-    other = optim.schedule_shape({**cfg, "learning_rate": 5.0, "end_learning_rate": 1.0}, 10)
-    np.testing.assert_allclose(lr_at(other, range(11)), lr_at(shape, range(11)), rtol=1e-6)
+    a, b = optim.schedule_shape(cfg, 10)(jnp.asarray([0, 5, 10]))
+    np.testing.assert_allclose(a, [1.0, 0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(b, [0.0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(lr_at(schedule(cfg, 10), [0, 5, 10]), [0.5, 0.3, 0.1], rtol=1e-6)
+    # the shape does not depend on the rates: both stay numbers in the state (sweepable)
+    other = optim.schedule_shape({**cfg, "learning_rate": 5.0, "end_learning_rate": 3.0}, 10)
+    np.testing.assert_allclose(other(jnp.arange(11))[0], optim.schedule_shape(cfg, 10)(
+        jnp.arange(11))[0], rtol=1e-6)
 
 
 def test_constant_schedule():
@@ -273,6 +280,8 @@ def test_step_schedule():
     (dict(warmup_steps=100), "optim.warmup_steps"),
     (dict(warmup_steps=150), "optim.warmup_steps"),
     (dict(warmup_steps=-1), "optim.warmup_steps"),
+    (dict(warmup_steps="a"), "optim.warmup_steps"),
+    (dict(nesterov="x"), "optim.nesterov"),
 ])
 def test_validate_rejects(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -355,20 +364,30 @@ def test_hyperparameters_are_injected_into_the_state():
     assert optim.injected(optim.defaults(name="adamw", weight_decay=0.3))["weight_decay"] == 0.3
 
 
-def test_an_injected_learning_rate_scales_the_whole_schedule():
+def test_injected_rates_set_the_whole_schedule():
+    """A sweep sets a member's peak and end rates in its state: its schedule is then the one a run
+    with those rates would have."""
     cfg = optim.defaults(name="sgd", learning_rate=1.0, schedule="linear", end_learning_rate=0.0)
     tx = optim.build(cfg, total_steps=4)
     w = {"k": jnp.zeros(1)}
     state = tx.init(w)
     state.hyperparams["learning_rate"] = jnp.asarray(0.5, jnp.float32)  # what a sweep does
+    state.hyperparams["end_learning_rate"] = jnp.asarray(0.1, jnp.float32)
     lr_at_step = optim.learning_rate_at(cfg, 4)
     seen, logged = [], []
     for t in range(3):
         logged.append(float(lr_at_step(state, jnp.int32(t))))
         u, state = tx.update({"k": jnp.ones(1)}, state, w)
         seen.append(-float(u["k"][0]))
-    np.testing.assert_allclose(seen, [0.5, 0.375, 0.25], atol=1e-6)
+    np.testing.assert_allclose(seen, [0.5, 0.4, 0.3], atol=1e-6)
     np.testing.assert_allclose(logged, seen, atol=1e-6)
+    alone = optim.build({**cfg, "learning_rate": 0.5, "end_learning_rate": 0.1}, 4)
+    state = alone.init(w)
+    expected = []
+    for t in range(3):
+        u, state = alone.update({"k": jnp.ones(1)}, state, w)
+        expected.append(-float(u["k"][0]))
+    np.testing.assert_allclose(seen, expected, atol=1e-6)
 
 
 def test_states_differing_in_hyperparameters_vmap_as_separate_runs():

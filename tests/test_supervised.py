@@ -153,8 +153,10 @@ def test_complete_starts_from_the_family_defaults(name):
     others = set().union(*(models.defaults(n) for n in ("mlp", "logreg", "cnn", "rnn")))
     assert not (others - set(models.defaults(name))) & set(cfg["model"])  # no foreign keys
     models.build(cfg["model"], SHAPES[name], 10)  # complete: the builder finds every key it reads
-    assert set(cfg) == {"algorithm", "seed", "data", "model", "optim", "supervised", "loop"}
-    assert cfg["optim"] == optim.defaults() and cfg["supervised"] == {"eval_batch_size": 4096}
+    assert set(cfg) == {"algorithm", "seed", "experiment", "data", "model", "optim", "supervised",
+                        "loop"}
+    assert cfg["optim"] == optim.defaults()
+    assert cfg["supervised"] == {"eval_batch_size": 4096, "log_details": False}
 
 
 def test_complete_cnn_keeps_overrides_and_has_no_mlp_keys():

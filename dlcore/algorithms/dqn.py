@@ -87,8 +87,8 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
     per_step = d["train_frequency"] * num_envs  # environment steps (transitions) per step
     validate(d, per_step)
     total = steps * per_step
-    m = config["model"]
-    net = QNetwork(spec["num_outputs"], hidden=tuple(m["hidden"]), activation=m["activation"])
+    hidden, activation = rl.network_settings(config["model"])
+    net = QNetwork(spec["num_outputs"], hidden=hidden, activation=activation)
     tx = optim.build(config["optim"], steps)
     env, env_params = rl.environment(spec)
     norm = cfg["normalize_observations"]

@@ -41,6 +41,8 @@ def defaults() -> dict:
 
 def make(config: dict, data: Data, steps: int) -> Algorithm:
     spec = data.spec
+    classify = spec.get("task") == "classification"
+    meta.require_tasks(spec, "MAML", spec.get("num_outputs") if classify else None)
     m = meta.validate(config["meta"])
     model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
     apply = meta.model_apply(model, spec["input_shape"])

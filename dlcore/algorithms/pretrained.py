@@ -31,6 +31,7 @@ def defaults() -> dict:
 
 def make(config: dict, data: Data, steps: int) -> Algorithm:
     spec = data.spec
+    meta.require_tasks(spec, "the pretrained baseline")
     m = meta.validate(config["meta"])
     classify = spec["task"] == "classification"
     # pretraining predicts every training class; fine-tuning an N-way task swaps the head

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from dlcore import losses, models, optim
+from dlcore.config import check
 from dlcore.core import Algorithm, Data, Snapshot
 
 
@@ -30,21 +31,27 @@ class State(NamedTuple):
 def defaults() -> dict:
     """The sections supervised learning reads (the model's keys come from its family)."""
     return {"model": {"name": "mlp"}, "optim": optim.defaults(),
-            "supervised": {"eval_batch_size": 4096}}
+            # log_details: the gradient norm and the learning rate as step metrics too (off by
+            # default: on a CPU each extra metric costs ~5 % of a small step)
+            "supervised": {"eval_batch_size": 4096, "log_details": False}}
 
 
 def make(config: dict, data: Data, steps: int) -> Algorithm:
     """From config['model'], config['optim'] and config['supervised'], for `steps` steps of `data`."""
     spec = data.spec
+    check(spec.get("task") in ("classification", "regression") and "eval_tasks" not in spec,
+          "data.name", "supervised learning takes batches of examples {'x', 'y'}; choose a "
+          "source of examples (mnist1d, digits, diabetes, adding, npz, ...)")
     model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
     tx = optim.build(config["optim"], steps)
-    log_details = config["optim"]["log_details"]
+    own = config["supervised"]
+    log_details, eval_chunk = own["log_details"], own["eval_batch_size"]
     lr_at = optim.learning_rate_at(config["optim"], steps)
     classify = spec["task"] == "classification"
-    eval_chunk = config["supervised"]["eval_batch_size"]
-    from dlcore.config import check
-    check(isinstance(eval_chunk, int) and eval_chunk > 0, "supervised.eval_batch_size",
-          f"must be a positive integer; got {eval_chunk}")
+    check(type(eval_chunk) is int and eval_chunk > 0, "supervised.eval_batch_size",
+          f"must be a positive integer; got {eval_chunk!r}")
+    check(isinstance(log_details, bool), "supervised.log_details",
+          f"must be true or false; got {log_details!r}")
 
     def init(key: jax.Array) -> State:
         variables = model.init(key, jnp.zeros((1, *spec["input_shape"]), jnp.float32))
@@ -67,7 +74,7 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         metrics = {"loss": loss}
         if classify:
             metrics["accuracy"] = losses.accuracy(out, batch["y"])
-        if log_details:  # off by default: on a CPU each extra metric costs ~5 % of a small step
+        if log_details:
             metrics["grad_norm"] = optax.tree.norm(grads)
             metrics["learning_rate"] = lr_at(state.opt_state, state.step)
         return State(state.step + 1, params, model_state, opt_state), metrics

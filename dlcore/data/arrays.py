@@ -83,7 +83,8 @@ def sampler(cfg: dict):
     """sample(train_split, step, key) -> {'x', 'y'}: the examples of `step` (batching.batch_at),
     augmented from their own stream of the data key when the section asks for it."""
     augment.validate(cfg)
-    bs, shuffle = cfg["batch_size"], bool(cfg.get("shuffle", False))
+    bs, shuffle = cfg["batch_size"], cfg.get("shuffle", False)
+    check(isinstance(shuffle, bool), "data.shuffle", f"must be true or false; got {shuffle!r}")
     shift, noise = cfg.get("augment_shift", 0), cfg.get("augment_noise", 0.0)
 
     def sample(split, step, key):

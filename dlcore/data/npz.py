@@ -3,7 +3,9 @@
 Keys in the file: 'x' [n, ...] inputs (any numeric dtype, used as float32), 'y' [n] integer class
 labels 0..C-1 or [n, d] float regression targets; optionally 'x_test' and 'y_test' (without them,
 `data.test_fraction` of the examples, stratified by class, becomes the test split). `data.path` is
-resolved against the config file's folder. The other keys are those of array data
+resolved against the config file's folder (against the current folder when given with --set).
+Batches are shuffled by default; `data.validation_fraction` holds out the last examples of the
+training split, so shuffle a file sorted by class that has its own x_test. The other keys are those of array data
 (dlcore.data.arrays): batch_size, shuffle, validation_fraction, augment_*.
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dlcore.data.cache import load_npz
 
 
 def defaults() -> dict:
-    return {"path": "", **array_data.defaults(test_fraction=0.2)}
+    # shuffled batches: a file of your own may be sorted by class
+    return {"path": "", **array_data.defaults(test_fraction=0.2), "shuffle": True}
 
 
 def load(cfg: dict):

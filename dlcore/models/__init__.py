@@ -14,7 +14,8 @@
 * a Flax Linen `nn.Module` class: the section's other keys are its fields;
 * a Flax NNX `nnx.Module` class: the section's other keys are its constructor's arguments, and it
   becomes pure functions through `nnx.split`/`nnx.merge` (the `NNX` adapter below);
-* from Python, a Linen module or an NNX module itself.
+* from Python, a Linen module or an NNX module itself (an NNX instance already holds its
+  parameters: they are every seed's initial parameters; pass the class for seeds that differ).
 
 Fields or arguments named `num_outputs`, `input_shape` or `in_features` (the flattened input size)
 are filled from the data. Every section also has `input_shape` (None accepts any): the data's

@@ -103,9 +103,7 @@ def defaults() -> dict:
 
 def build(cfg: dict, input_shape: tuple, num_outputs: int) -> MLP:
     """The MLP of a `model` section; ConfigError for any impossible value."""
-    hidden = tuple(cfg["hidden"])
-    check(all(isinstance(w, int) and w > 0 for w in hidden), "model.hidden",
-          f"widths must be positive integers; got {list(hidden)}")
+    hidden = positive_ints(cfg, "hidden", allow_empty=True)
     check_dropout(cfg["dropout"])
     return MLP(hidden=hidden, num_outputs=num_outputs,
                activation=one_of(cfg["activation"], "model.activation", ACTIVATIONS),
@@ -120,7 +118,8 @@ def check_dropout(rate) -> None:
 
 def positive_ints(cfg: dict, key: str, allow_empty: bool = False) -> tuple:
     """cfg[key] as a tuple of positive integers; ConfigError naming model.<key> otherwise."""
-    values = tuple(cfg[key])
-    check((allow_empty or values) and all(isinstance(v, int) and v > 0 for v in values),
-          f"model.{key}", f"must be a list of positive integers; got {list(values)}")
-    return values
+    value = cfg[key]
+    ok = isinstance(value, (list, tuple)) and (allow_empty or len(value) > 0) and all(
+        type(v) is int and v > 0 for v in value)
+    check(ok, f"model.{key}", f"must be a list of positive integers; got {value!r}")
+    return tuple(value)
