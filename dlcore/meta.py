@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore import models, optim
 from dlcore.config import ConfigError, check, one_of
 
 
@@ -84,6 +85,28 @@ def require_tasks(spec: dict, algorithm: str, n_way: int | None = None) -> None:
     if n_way is not None and spec.get("test_n_way", n_way) > n_way:
         raise ConfigError(f"config key 'data.test_n_way': {algorithm}'s head has {n_way} outputs "
                           f"(data.n_way), so it cannot score {spec['test_n_way']}-way test tasks")
+
+
+class Parts(NamedTuple):
+    """What a gradient-based meta-learner builds from its config (`parts`)."""
+    settings: dict    # the `meta` section, checked (meta.validate)
+    model: Any        # dlcore.models.Model
+    apply: Callable   # apply(params, x) -> outputs
+    loss: Callable    # loss(params, data) -> (loss, score)
+    tx: Any           # the optax optimizer of the meta-parameters
+
+
+def parts(config: dict, data, steps: int, algorithm: str) -> Parts:
+    """The pieces MAML, Reptile and Meta-SGD build alike: the task source checked, the model with
+    one output per class of an episode (or per regression target), its loss, the optimizer."""
+    spec = data.spec
+    classify = spec.get("task") == "classification"
+    require_tasks(spec, algorithm, spec.get("num_outputs") if classify else None)
+    settings = validate(config["meta"])
+    model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
+    apply = model_apply(model, spec["input_shape"])
+    return Parts(settings, model, apply, task_loss(apply, spec["task"]),
+                 optim.build(config["optim"], steps))
 
 
 def task_loss(apply: Callable, task: str) -> Callable:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import meta, models, optim
+from dlcore import meta, optim
 from dlcore.core import Algorithm, Data
 from dlcore.meta import State
 
@@ -28,13 +28,7 @@ def defaults() -> dict:
 
 def make(config: dict, data: Data, steps: int) -> Algorithm:
     spec = data.spec
-    classify = spec.get("task") == "classification"
-    meta.require_tasks(spec, "Meta-SGD", spec.get("num_outputs") if classify else None)
-    m = meta.validate(config["meta"])
-    model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
-    apply = meta.model_apply(model, spec["input_shape"])
-    loss = meta.task_loss(apply, spec["task"])
-    tx = optim.build(config["optim"], steps)
+    m, model, apply, loss, tx = meta.parts(config, data, steps, "Meta-SGD")
     eval_tasks = spec["eval_tasks"]
 
     def init(key: jax.Array) -> State:
