@@ -1,7 +1,7 @@
 """N-way K-shot episodes drawn from class-major arrays, in pure JAX (jittable, vmappable).
 
 A class-major array x has shape [C, M, ...]: C classes with M examples each (`glyphs.load`,
-`sklearn_data.digits_classes`). An episode draws N of the C classes without replacement, relabels
+`digits_classes.splits`). An episode draws N of the C classes without replacement, relabels
 them 0..N-1 in the order drawn, and draws K support and Q query examples of each class, all
 distinct. Because it is a pure function of a key, a batch of episodes is a `vmap`, and sampling can
 run on device inside a jitted step.

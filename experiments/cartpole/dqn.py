@@ -5,7 +5,7 @@ Command:  dlcore run cartpole/dqn --seeds 4     (quick smoke run: --quick; doubl
 Runtime:  about 2.5 minutes for 4 seeds in one program on a 2-core CPU (50,000 updates)
 Expected: final return (mean of each seed's last 100 training episodes, acting ε-greedily with
 ε = 0.05) near 500; CleanRL's documentation reports 488.69 ± 16.11 (dqn.py, 500k steps, 3 seeds).
-Measured here: 500.00 ± 0.00 over 4 seeds; greedy policy 500.0.
+Measured here (2026-12-02): 498.84 ± 2.01 over 4 seeds; greedy policy 500.0.
 Settings (CleanRL dqn.py): one environment; 500,000 steps (50,000 updates, one every 10 steps);
 replay buffer 10,000; minibatch 128; Adam 2.5e-4; γ 0.99; target network copied every 500 steps;
 ε from 1 to 0.05 over the first half; learning starts after 10,000 steps; Q-network 120-84 ReLU.

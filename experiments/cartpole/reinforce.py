@@ -2,9 +2,9 @@
 
 Command:  dlcore run cartpole/reinforce --seeds 4     (quick smoke run: --quick)
 Runtime:  about 50 s for 4 seeds in one program on a 2-core CPU (400 updates, 3,200 episodes per seed)
-Expected: final return (mean of each seed's last 100 training episodes) near 500; measured here:
-497.04 ± 0.63 over 4 seeds;
-greedy policy 499.2 ± 1.4. No figure is published for this exact setting in the issue's sources.
+Expected: final return (mean of each seed's last 100 training episodes) near 500; measured here (2026-12-02):
+494.94 ± 3.68 over 4 seeds;
+greedy policy 497.7. No figure is published for this exact setting in the issue's sources.
 Settings: each update plays one whole episode in each of 8 environments (Monte-Carlo returns,
 γ 0.99), advantages G - V(s) normalised, one Adam step of 1e-3 annealed linearly to 0; actor
 and critic 64-64 tanh. No gradient-norm clipping: the baseline's squared error on unnormalised

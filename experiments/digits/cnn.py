@@ -3,7 +3,7 @@
 Command:  dlcore run digits/cnn            (quick smoke run: --quick)
 Runtime:  about 20 s on a 2-core CPU.
 Expected: test accuracy about 0.98 on the fixed stratified split (1437 train / 360 test,
-split_seed 0; dlcore.data.sklearn_data.digits documents it).
+split_seed 0; dlcore.data.digits documents it).
 Model: two 3x3 conv stages (32, 64 channels, SAME padding, batch norm, ReLU, 2x2 max pooling):
 8x8 -> 4x4 -> 2x2, flattened 256 -> dense 128 (dropout 0.3) -> 10. AdamW with a cosine schedule.
 """

@@ -3,7 +3,7 @@
 Command:  dlcore run digits/protonet        (quick smoke run: --quick; 5-shot: --set data.k_shot=5)
 Runtime:  about 1 minute on a 2-core CPU.
 Expected: above nearest neighbour on pixels (about 0.72 1-shot, 0.90 5-shot).
-Data: scikit-learn's 8x8 digits as classes (dlcore.data.sklearn_data.digits_classes), a documented
+Data: scikit-learn's 8x8 digits as classes (dlcore.data.digits_classes), a documented
 class split: digits 0-4 meta-train, 5-9 meta-test, 174 examples each (the smallest class's count).
 With five test classes, every 5-way test episode uses all of 5-9 in a random order; 600 episodes
 with 15 queries per class (data.eval_seed). Embedding: two 3x3 conv stages of 32 channels with ReLU
