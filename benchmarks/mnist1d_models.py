@@ -7,7 +7,7 @@ The companion of benchmarks/mnist1d_mlp.py for the two other MNIST-1D models. Pe
 process, each contender runs `--repeats` times, in turn; medians are reported, with ratios against
 the hand-written loop measured in the same run:
 
-* dlcore: the experiment config through `dlcore.loop.run`, doing the same work as the hand-written
+* dlcore: the experiment config through `dlcore.experiment.run`, doing the same work as the hand-written
   loop (loss logged every 100 steps, one evaluation and one checkpoint at the end) with
   `loop.steps_per_call` 1 and 10 (`lax.scan`), and once with the experiment's default schedule;
 * hand-written `jax.jit`: written here without dlcore's models: a three-layer
