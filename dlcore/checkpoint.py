@@ -4,14 +4,20 @@ A checkpoint holds {'state': ..., 'step': ...} (and the early-stopping record) a
 state is copied off the device before the (asynchronous) save, so the next jitted step may donate
 and overwrite its buffers.
 
+Every checkpoint carries the SHA-256 of its arrays (names, dtypes, shapes and bytes) in orbax's
+step metadata, and a restore recomputes it: orbax's files carry no checksum of their own, and a
+flipped byte in a data file otherwise restores silently into different parameters. The best
+checkpoint's metric is written beside it (orbax's metrics item), so the best one survives resumes.
+
 Restoring tells two things apart. A checkpoint whose arrays have other shapes or names than this
 run's state (another model, another seed count) is not damaged: it belongs to a different run, and
 that is a ConfigError naming the first difference; nothing is moved. A checkpoint that cannot be
-read (truncated, corrupted) is moved aside to `<dir>/corrupt-<step>` with a warning, and the
-previous one is tried: nothing is deleted.
+read, fails its checksum, or is an empty or partial step directory is moved aside to
+`<dir>/corrupt-<step>` with a warning, and the previous one is tried: nothing is deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import warnings
 from pathlib import Path
@@ -27,16 +33,49 @@ from dlcore.config import ConfigError
 def manager(directory: Path, keep: int, best_metric: str | None,
             best_mode: str = "max") -> ocp.CheckpointManager:
     """A CheckpointManager keeping the `keep` newest checkpoints and the best by `best_metric`."""
+    directory = Path(directory).resolve()
+    _set_aside_incomplete(directory)
     policies = [cm.LatestN(n=keep)]
     if best_metric:
         policies.append(cm.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
                                  reverse=best_mode == "min",
                                  keep_checkpoints_without_metrics=False))
+    # best_fn as well as the policy: without it orbax does not write the metrics beside the
+    # checkpoint, and a resumed run no longer knows which one was best.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=cm.AnyPreservationPolicy(policies), create=True,
+        best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode=best_mode,
+        keep_checkpoints_without_metrics=False,
         cleanup_tmp_directories=True, enable_async_checkpointing=True)
-    return ocp.CheckpointManager(Path(directory).resolve(), options=options,
+    return ocp.CheckpointManager(directory, options=options,
                                  item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _set_aside_incomplete(directory: Path) -> None:
+    """Move aside step directories that hold no finished checkpoint (emptied, or partly deleted).
+    Orbax infers a manager's layout from the newest step directory: an empty one makes it expect
+    another layout and refuse every good checkpoint."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.iterdir()):
+        if path.name.isdigit() and path.is_dir() and not (
+                (path / "_CHECKPOINT_METADATA").is_file() and (path / "default").is_dir()):
+            _move_path_aside(directory, int(path.name), "the step directory holds no complete "
+                             "checkpoint")
+
+
+def digest(tree) -> str:
+    """SHA-256 over the arrays of a host tree: each one's path, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if leaf is None:
+            continue
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.reshape(-1).view(np.uint8).data if a.size else b"")
+    return h.hexdigest()
 
 
 def target(states, early_stopping: dict | None = None) -> dict:
@@ -48,43 +87,66 @@ def target(states, early_stopping: dict | None = None) -> dict:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, tree, metrics: dict | None = None) -> None:
-    """Start an asynchronous save of `tree` (copied to host memory first)."""
-    mngr.save(step, args=ocp.args.StandardSave(jax.device_get(tree)), metrics=metrics, force=True)
+    """Start an asynchronous save of `tree` (copied to host memory first), with its checksum."""
+    host = jax.device_get(tree)
+    mngr.save(step, args=ocp.args.StandardSave(host), metrics=metrics, force=True,
+              custom_metadata={"dlcore_sha256": digest(host)})
 
 
 def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[object, int] | None:
     """(tree, step) from the newest checkpoint that restores into `target_tree`, or None.
 
     ConfigError when a readable checkpoint holds arrays of other shapes (a different run)."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_tree)
+    abstract = _host_abstract(target_tree)
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            saved = mngr.item_metadata(step)
+            saved, expected = mngr.item_metadata(step), _saved_digest(mngr, step)
         except Exception as e:  # unreadable metadata: a damaged checkpoint
-            _move_aside(mngr, step, e)
+            _move_aside(mngr, step, f"{type(e).__name__}: {str(e)[:200]}")
             continue
         if saved is not None:
             check_same_run(saved.tree, abstract, step, Path(mngr.directory))
         try:
             tree = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-            return tree, step
         except Exception as e:  # orbax/tensorstore raise many types for a damaged file
-            _move_aside(mngr, step, e)
+            _move_aside(mngr, step, f"{type(e).__name__}: {str(e)[:200]}")
+            continue
+        if expected is None:
+            warnings.warn(f"checkpoint at step {step} carries no checksum (written by an older "
+                          "dlcore): restored unverified", RuntimeWarning, stacklevel=2)
+        elif digest(tree) != expected:
+            _move_aside(mngr, step, "its arrays do not match the checksum written with them")
+            continue
+        return tree, step
     return None
 
 
-def _move_aside(mngr, step: int, error: Exception) -> None:
-    path = Path(mngr.directory) / str(step)
-    aside = Path(mngr.directory).parent / f"corrupt-{step}"
+def _host_abstract(target_tree):
+    """Shapes and dtypes without shardings: orbax then restores host numpy arrays, whose bytes
+    the checksum compares (the loop puts them on the devices)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target_tree)
+
+
+def _saved_digest(mngr: ocp.CheckpointManager, step: int) -> str | None:
+    custom = mngr.metadata(step).custom_metadata or {}
+    return custom.get("dlcore_sha256")
+
+
+def _move_aside(mngr, step: int, why: str) -> None:
+    _move_path_aside(Path(mngr.directory), step, why)
+    mngr.reload()
+
+
+def _move_path_aside(directory: Path, step: int, why: str) -> None:
+    path = directory / str(step)
+    aside = directory.parent / f"corrupt-{step}"
     n = 1
     while aside.exists():  # never nest one corrupt copy inside another
-        aside, n = Path(mngr.directory).parent / f"corrupt-{step}.{n}", n + 1
-    warnings.warn(f"checkpoint at step {step} could not be restored ({type(error).__name__}: "
-                  f"{str(error)[:200]}); moved to {aside}, trying the previous one",
-                  RuntimeWarning, stacklevel=3)
+        aside, n = directory.parent / f"corrupt-{step}.{n}", n + 1
+    warnings.warn(f"checkpoint at step {step} could not be restored ({why}); moved to {aside}, "
+                  "trying the previous one", RuntimeWarning, stacklevel=4)
     if path.exists():
         shutil.move(str(path), str(aside))
-    mngr.reload()
 
 
 def _named(tree) -> dict:
@@ -121,18 +183,28 @@ def check_same_run(saved, abstract, step: int, directory: Path) -> None:
 
 
 def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
-    """(tree, step) from the newest checkpoint in `directory`, read-only: nothing is moved or
-    deleted (for reports on a finished run). None when there is no checkpoint."""
+    """(tree, step) from the newest good checkpoint in `directory`, read-only: a damaged one is
+    skipped with a warning, nothing is moved or deleted (for reports on a finished run). None when
+    there is no good checkpoint; ConfigError when one belongs to a different run."""
     directory = Path(directory).resolve()
     if not directory.exists():
         return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_tree)
+    abstract = _host_abstract(target_tree)
     with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
                                item_handlers=ocp.StandardCheckpointHandler()) as mngr:
-        step = mngr.latest_step()  # restore only: nothing is saved or deleted
-        if step is None:
-            return None
-        saved = mngr.item_metadata(step)
-        if saved is not None:
-            check_same_run(saved.tree, abstract, step, directory)
-        return mngr.restore(step, args=ocp.args.StandardRestore(abstract)), step
+        for step in sorted(mngr.all_steps(), reverse=True):  # restore only: nothing is saved
+            try:
+                saved, expected = mngr.item_metadata(step), _saved_digest(mngr, step)
+                if saved is not None:
+                    check_same_run(saved.tree, abstract, step, directory)
+                tree = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+                if expected is None or digest(tree) == expected:
+                    return tree, step
+                why = "its arrays do not match the checksum written with them"
+            except ConfigError:
+                raise
+            except Exception as e:  # damaged: say so, and read the one before
+                why = f"{type(e).__name__}: {str(e)[:200]}"
+            warnings.warn(f"checkpoint at step {step} in {directory} is damaged ({why}); "
+                          "using the one before", RuntimeWarning, stacklevel=2)
+    return None

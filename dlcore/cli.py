@@ -5,8 +5,10 @@
     dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
     dlcore report DIR
 
-Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data or
-run directory), 1 when training fails (NaN/Inf, a hung program). Errors are one line on stderr.
+Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data,
+a run directory that holds another run or is in use), 1 when training fails (NaN/Inf, a hung
+program, a full disk), 130/143 when SIGINT/SIGTERM ended it (the state saved: the same command
+resumes). Errors and warnings are one line on stderr.
 """
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
+import signal
 import sys
-import time
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePath
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +51,31 @@ def main(argv: list[str] | None = None) -> int:
                        "model does (filters, activations, gradients, episodes, fits)")
     p.add_argument("workdir")
     args = parser.parse_args(argv)
+    previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line
+    try:
+        return _main(args)
+    finally:
+        warnings.showwarning = shown
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
+
+def _interrupted(signum, frame):
+    """Before the loop takes over the signals (and on a second one): leave where we are. Nothing
+    half-written remains: every file dlcore writes is replaced atomically."""
+    from dlcore.watch import Interrupted
+    raise Interrupted("interrupted; run the same command to start again (or resume)", signum)
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"dlcore: warning: {message}", file=sys.stderr)
+
+
+def _main(args) -> int:
     from dlcore.config import ConfigError
-    from dlcore.loop import Hung, TrainingError
+    from dlcore.loop import Hung, Interrupted, TrainingError
     try:
         if args.command == "list":
             from dlcore.config import list_experiments
@@ -69,41 +93,56 @@ def main(argv: list[str] | None = None) -> int:
     except Hung as e:  # XLA's threads are stuck: nothing could join them, so leave at once
         print(f"dlcore: error: {e}", file=sys.stderr, flush=True)
         os._exit(1)
+    except Interrupted as e:
+        print(f"dlcore: {e}", file=sys.stderr)
+        return 128 + e.signum
     except TrainingError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # XLA cannot allocate: one line, not a C++ stack
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(f"dlcore: error: out of device memory ({str(e).splitlines()[0][:200]}); choose a "
+              "smaller model, batch or seed count", file=sys.stderr)
         return 1
 
 
 def default_workdir(experiment: str, quick: bool, seeds: int, overrides: list[str],
                     kind: str = "") -> Path:
     """runs/<experiment>[<kind>][-quick][-seedsN][-<hash of the overrides>]: the same command
-    finds its run again (and resumes it), a different one never lands in it."""
+    finds its run again (and resumes it), a different one never lands in it. The experiment's
+    name is a path inside runs/: '..', '.' and a leading '/' are dropped."""
     parts = [p for p in ("quick" if quick else "", f"seeds{seeds}" if seeds > 1 else "") if p]
     if overrides:
         parts.append(hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6])
-    return Path("runs") / (experiment + kind + "".join(f"-{p}" for p in parts))
+    inside = [p for p in PurePath(experiment.replace("\\", "/")).parts
+              if p not in ("..", ".") and p != PurePath(experiment).anchor and p.strip("/")]
+    return Path("runs", *(inside or ["run"])[:-1],
+                (inside or ["run"])[-1] + kind + "".join(f"-{p}" for p in parts))
 
 
 def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:
-    """The config with its overrides, and the run directory (moved aside first with --fresh)."""
+    """The config with its overrides, and the run directory (--fresh moves it aside only once the
+    run's values are checked, in rundir.claimed)."""
     from dlcore import experiment
-    if getattr(args, "cpu_devices", 0):
+    from dlcore.config import check
+    cpu_devices = getattr(args, "cpu_devices", 0)
+    check(cpu_devices >= 0, "--cpu-devices", f"must be a count of devices >= 1 (0: leave the CPU "
+          f"as one device); got {cpu_devices}")
+    if cpu_devices:
         import jax
-        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+        jax.config.update("jax_num_cpu_devices", cpu_devices)
     config = experiment.load(args.experiment, quick=args.quick, overrides=args.overrides)
     workdir = Path(args.workdir) if args.workdir else default_workdir(
         config["experiment"], args.quick, args.seeds, [*args.overrides, *extra], kind)
-    if args.fresh and workdir.exists():
-        aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(str(workdir), str(aside))
-        print(f"moved the previous run to {aside}", file=sys.stderr)
     return config, workdir
 
 
 def _run(args) -> int:
     config, workdir = _prepare(args)
     from dlcore import experiment
-    summary = experiment.run(config, workdir, seeds=args.seeds, progress=not args.no_progress)
+    summary = experiment.run(config, workdir, seeds=args.seeds, progress=not args.no_progress,
+                             fresh=args.fresh)
     _print_result(summary, workdir)
     if args.json:
         print(json.dumps(summary, default=str))
@@ -122,7 +161,8 @@ def _sweep(args) -> int:
         except (ValueError, SyntaxError):
             raise ConfigError(f"--grid {item}: values must be numbers separated by commas") from None
     config, workdir = _prepare(args, "-sweep", [f"grid:{g}" for g in args.grid])
-    summary = sweep.run_sweep(config, grid, args.seeds, workdir, progress=not args.no_progress)
+    summary = sweep.run_sweep(config, grid, args.seeds, workdir, progress=not args.no_progress,
+                              fresh=args.fresh)
     shown = summary["headline"][:1]
     for point in summary["points"]:
         m = point["metrics"]

@@ -204,53 +204,57 @@ def record(config: dict) -> dict:
     return plain(config)
 
 
-def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True) -> dict:
-    """Train a complete config in `workdir` (resuming what is there); returns the summary.
+def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True,
+        fresh: bool = False) -> dict:
+    """Train a complete config in `workdir` (resuming what is there, or with `fresh` moving it
+    aside once the config proved good); returns the summary.
 
     Several seeds run in one program, vmapped, unless loop.seeds_in_one_program is false: then one
     after another, each in workdir/seed_<s>, and the summary aggregates them."""
     check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
     config = complete(config)
     if seeds > 1 and not config["loop"]["seeds_in_one_program"]:
-        return _sequential_seeds(config, Path(workdir), seeds, progress)
+        return _sequential_seeds(config, Path(workdir), seeds, progress, fresh)
     algorithm, data = build(config)
-    summary = loop.train(algorithm, data, config["loop"], workdir, seeds, seed=config["seed"],
-                         record=record(config), name=config["experiment"], progress=progress)
-    return _with_published(summary, config, workdir)
+    return loop.train(algorithm, data, config["loop"], workdir, seeds, seed=config["seed"],
+                      record=record(config), name=config["experiment"], progress=progress,
+                      fresh=fresh, summary_extra=_summary_extra(config))
 
 
-def _with_published(summary: dict, config: dict, workdir) -> dict:
-    from dlcore.rundir import write_json
-    summary["published"] = published(config)
-    if config.get("changed"):
-        summary["changed"] = config["changed"]
-    summary["config"] = record(config)
-    write_json(Path(workdir) / "summary.json", summary)
-    return summary
+def _summary_extra(config: dict) -> dict:
+    """What summary.json records of a config: the published figures it compares to (none when the
+    protocol was changed, and what changed it) and the config itself."""
+    return {"published": published(config),
+            **({"changed": config["changed"]} if config.get("changed") else {}),
+            "config": record(config)}
 
 
-def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool) -> dict:
+def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool,
+                      fresh: bool) -> dict:
     import numpy as np
     from dlcore import rundir
     seeds_record = {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]}
-    rundir.prepare(workdir, seeds_record)  # another seed count here is refused before any work
-    runs = []
-    for i in range(seeds):
-        cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
-        runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
-    rundir.write_json(workdir / "config.json", seeds_record)
-    named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
-    rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
-    summary = rundir.summary(config["experiment"], named, [config["seed"] + i for i in range(seeds)],
-                             True, {"steps": config["loop"]["steps"],
-                                    "seconds": sum(r["seconds"] for r in runs),
-                                    "steps_per_second": float(np.mean(rates)) if rates else None,
-                                    "headline": runs[0]["headline"]})
-    summary["seeds_in_one_program"] = False
-    if "early_stopping" in runs[0]:
-        summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
-                                     for k in ("stopped_at_step", "best_step")}
-    return _with_published(summary, config, workdir)
+    build(config)  # the config's values are checked before anything is moved or written
+    # another seed count here is refused before any work
+    with rundir.claimed(workdir, seeds_record, fresh):
+        runs = []
+        for i in range(seeds):
+            cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
+            runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
+        rundir.write_json(workdir / "config.json", seeds_record)
+        named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
+        rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
+        summary = rundir.summary(config["experiment"], named,
+                                 [config["seed"] + i for i in range(seeds)], True, {
+            "steps": config["loop"]["steps"], "seconds": sum(r["seconds"] for r in runs),
+            "steps_per_second": float(np.mean(rates)) if rates else None,
+            "headline": runs[0]["headline"], **_summary_extra(config)})
+        summary["seeds_in_one_program"] = False
+        if "early_stopping" in runs[0]:
+            summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
+                                         for k in ("stopped_at_step", "best_step")}
+        rundir.write_json(workdir / "summary.json", summary)
+    return summary
 
 
 # --- a run directory read back ---------------------------------------------------------------------

@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import checkpoint, early_stopping, parallel, rundir, writers
-from dlcore.watch import Hung, TrainingError, Watch
+from dlcore.watch import Hung, Interrupted, Signals, TrainingError, Watch
 from dlcore.config import ConfigError, check, one_of
 from dlcore.core import Algorithm, Data, split_keys
 
 
-__all__ = ["train", "defaults", "validate", "TrainingError", "Hung"]
+__all__ = ["train", "defaults", "validate", "TrainingError", "Hung", "Interrupted"]
 
 
 def defaults(**overrides) -> dict:
@@ -84,34 +84,54 @@ def validate(cfg: dict) -> dict:
 
 def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
           seeds: int | list[int] = 1, *, seed: int = 0, members: tuple[list[int], Callable] | None = None,
-          record: dict | None = None, name: str = "run", progress: bool = True) -> dict:
+          record: dict | None = None, name: str = "run", progress: bool = True,
+          fresh: bool = False, summary_extra: dict | None = None) -> dict:
     """Train `algorithm` on `data` in `workdir` (resuming what is there); returns the summary.
 
     config: the `loop` section (missing keys take `defaults()`). seeds: how many (seed, seed+1, ...)
     or a list of seed values, vmapped in one program when more than one. members: (each member's
     seed, prepare(states) -> states) to train as one program (dlcore.sweep). record: what
     config.json keeps besides the loop section and the seeds (the `dlcore run` config); name: the
-    run's name in summaries, plots and the progress bar."""
-    t_start = time.perf_counter()
+    run's name in summaries, plots and the progress bar. fresh: move an existing run directory
+    aside (once everything is checked) and start over. summary_extra: more for summary.json.
+
+    Raises ConfigError (bad input; nothing written), TrainingError (NaN/Inf, a hung program, a
+    run directory that cannot be written, a non-finite final evaluation), Interrupted (SIGINT or
+    SIGTERM: the state was checkpointed; run again to resume)."""
     cfg, workdir = validate(config), Path(workdir)
     seed_list = (list(members[0]) if members else list(seeds) if isinstance(seeds, (list, tuple))
                  else list(range(seed, seed + seeds)) if type(seeds) is int and seeds >= 1 else None)
-    check(bool(seed_list) and all(type(s) is int for s in seed_list), "--seeds",
-          f"must be a positive count or a list of integer seeds; got {seeds!r}")
+    check(bool(seed_list) and all(type(s) is int and -2**63 <= s < 2**63 for s in seed_list),
+          "--seeds", f"must be a positive count or a list of integer seeds (within int64); "
+          f"got {seeds!r}" + (f" from seed {seed}" if type(seeds) is int else ""))
     vmapped = len(seed_list) > 1 or members is not None
 
-    # 1. check everything on the host before anything compiles.
+    # 1. check everything on the host before anything compiles or is written.
     mesh = parallel.data_mesh(cfg["devices"])
     batch_shape = jax.eval_shape(data.sample, data.splits["train"], 0, jax.random.key(0))
     parallel.check_batch(batch_shape, mesh)
     nbytes = sum(np.asarray(a).nbytes for a in jax.tree.leaves(data.splits))
     check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
           f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
-    names, eval_names = _trace(algorithm, data)
+    names, eval_names, state_bytes = _trace(algorithm, data)
+    parallel.check_fits(state_bytes * len(seed_list), "the training state (parameters and "
+                        f"optimizer state{', for every seed' if vmapped else ''})")
     _check_best_metric(cfg, eval_names, data)
     record = {**(record or {"experiment": name}), "loop": cfg, "seeds": seed_list}
-    rundir.prepare(workdir, record)
+    with rundir.claimed(workdir, record, fresh), Signals() as signals:
+        try:
+            return _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record,
+                          name, progress, mesh, names, signals, summary_extra or {})
+        except OSError as e:  # a full disk, a directory made read-only mid-run
+            raise TrainingError(f"cannot write to the run directory {workdir} "
+                                f"({e.strerror or e}); free space or fix its permissions, then "
+                                "run the same command to resume from the last checkpoint") from None
 
+
+def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, name, progress,
+           mesh, names, signals, summary_extra) -> dict:
+    """The run itself, in a claimed run directory."""
+    t_start = time.perf_counter()
     roots = [jax.random.key(s) for s in seed_list]
     keys = jax.tree.map(lambda *k: jnp.stack(k), *[split_keys(r) for r in roots]) if vmapped \
         else split_keys(roots[0])
@@ -177,6 +197,11 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
         return {"sum": jnp.zeros(lead + (len(names),), jnp.float32),
                 "bad": jnp.full(lead, -1, jnp.int32)}
 
+    def save(t, states, stopper, metrics=None):
+        tree = checkpoint.target(states, stopper)
+        tree["step"] = np.asarray(t, np.int64)
+        checkpoint.save(mngr, t, tree, metrics)
+
     # 4./5. the loop itself.
     tb = writers.TensorBoardWriter(workdir / "tensorboard")
     bar = writers.Progress(total, start, label=f"{name} ") if progress else None
@@ -189,6 +214,11 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
         while t < total and not stopped:
             carry = train_call(carry, device_data["train"], keys["data"], keys["step"])
             t += k
+            if signals.received:  # between two calls the state is whole: keep it and leave
+                if last_saved != t:
+                    save(t, carry[0], stopper)
+                    last_saved = t
+                break
             if t_loop is None:  # the first call compiles; time the rest
                 watch.wait(carry, lambda: (t, last_saved))
                 t_loop, steps_timed, eval_seconds = time.perf_counter(), t, 0.0
@@ -225,9 +255,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
                 best = cfg["best_metric"]
                 metrics = {best: float(np.mean(eval_metrics[best]))} if (
                     is_eval and best in eval_metrics) else None
-                tree = checkpoint.target(states, stopper)
-                tree["step"] = np.asarray(t, np.int64)
-                checkpoint.save(mngr, t, tree, metrics)
+                save(t, states, stopper, metrics)
                 last_saved = t
         watch.wait(carry, lambda: (t, last_saved))
         t_end = time.perf_counter()
@@ -237,6 +265,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
         tb.close()
         mngr.wait_until_finished()
         mngr.close()
+    _leave_if_interrupted(signals, t, last_saved)
 
     # the end: every split evaluated (the training split too, as `train_eval`), summary, plots.
     states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
@@ -248,22 +277,35 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
         "steps": total, "start_step": start, "steps_run": t - start,
         "seconds": time.perf_counter() - t_start,
         "steps_per_second": (timed[1] / timed[0]) if timed and timed[0] > 0 else None,
-        "headline": list(algorithm.headline)})
+        "headline": list(algorithm.headline), **summary_extra})
     if stopper:
         summary["early_stopping"] = {"stopped_at_step": t,
                                      "best_step": np.atleast_1d(stopper["best_step"]).tolist()}
     rundir.write_json(workdir / "summary.json", summary)
+    if summary.get("nonfinite_metrics"):  # the run trained, but its result is no number
+        raise TrainingError(f"the final evaluation gave NaN or Inf for "
+                            f"{', '.join(summary['nonfinite_metrics'])} (null in "
+                            f"{workdir / 'summary.json'}); the model diverged where it is evaluated")
+    _leave_if_interrupted(signals, t, last_saved)
     if cfg["plots"]:
         from dlcore import plots
         plots.learning_curves(workdir, title=name)
     return summary
 
 
+def _leave_if_interrupted(signals: Signals, t: int, saved) -> None:
+    if signals.received:
+        raise Interrupted(f"interrupted at step {t}"
+                          + (f" (checkpoint at step {saved})" if saved is not None else "")
+                          + "; run the same command to resume", signals.received)
+
+
 # --- before anything compiles ------------------------------------------------------------------------
 
-def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str]]:
-    """The step's metric names and the evaluation's, from abstract traces (nothing compiles).
-    ConfigError for a step that does not return (state, {name: scalar})."""
+def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]:
+    """The step's metric names, the evaluation's, and the bytes of one seed's state, from
+    abstract traces (nothing compiles). ConfigError for a step that does not return
+    (state, {name: scalar})."""
     key = jax.random.key(0)
     try:
         state = jax.eval_shape(algorithm.init, key)
@@ -287,7 +329,9 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str]]:
         for split in (s for s in data.splits if s != "train"):
             found = jax.eval_shape(algorithm.evaluate, state, data.splits[split], key)
             evals += [f"{split}/{n}" for n in found]
-    return sorted(out[1]), evals
+    state_bytes = sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
+                      for x in jax.tree.leaves(state) if hasattr(x, "shape"))
+    return sorted(out[1]), evals, state_bytes
 
 
 def _check_best_metric(cfg: dict, found: list[str], data: Data) -> None:

@@ -60,3 +60,28 @@ def check_batch(batch, mesh: Mesh | None) -> None:
         if not leaf.shape or leaf.shape[0] % mesh.size:
             raise ConfigError(f"config key 'data.batch_size': a batch of {leaf.shape[0] if leaf.shape else 0} "
                               f"is not divisible by the {mesh.size} devices of the mesh")
+
+
+def device_memory() -> int | None:
+    """Bytes one device can still hold: the accelerator's free memory, or on a CPU the host's
+    available memory; None where neither is known."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_fits(nbytes: int, what: str) -> None:
+    """ConfigError when `nbytes` alone exceed what the device can hold (an impossible model is
+    refused in one line, before XLA tries to allocate it)."""
+    free = device_memory()
+    if free is not None and nbytes > free:
+        raise ConfigError(f"{what} needs {nbytes / 2**30:.1f} GiB, more than the "
+                          f"{free / 2**30:.1f} GiB the device has free; choose a smaller model "
+                          "or fewer seeds")

@@ -9,14 +9,27 @@ to train (a longer run resumed from a shorter one equals the uninterrupted longe
 something depends on the step count, such as a learning-rate schedule or an exploration
 schedule), how to log, evaluate and checkpoint, the patience of early stopping, and the
 experiment's published figures.
+
+One process writes a run directory at a time: `claimed` holds an exclusive lock (`flock` on
+`.lock`, which the kernel releases when the process dies, so a killed run's lock is simply taken
+over) and refuses a second process with exit status 2, naming the holder.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
+import socket
+import sys
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not guarded there
+    fcntl = None
 
 import jax
 import numpy as np
@@ -28,6 +41,63 @@ NOT_COMPARED = ("loop.steps", "loop.log_every", "loop.eval_every", "loop.checkpo
                 "loop.keep_checkpoints", "loop.plots", "loop.watchdog_seconds", "loop.devices",
                 "loop.max_device_data_mb", "loop.seeds_in_one_program",
                 "loop.early_stopping_patience", "import_paths", "changed", "published")
+
+
+@contextlib.contextmanager
+def claimed(workdir: Path, record: dict, fresh: bool = False):
+    """Hold `workdir` for this process while the block runs: locked, proved writable, and holding
+    no different run (`prepare`). fresh: first move an existing directory aside to
+    <workdir>.old-<time> (under its lock, so a run in progress there is never moved)."""
+    workdir = Path(workdir)
+    if fresh and workdir.exists() and any(workdir.iterdir()):
+        with _locked(workdir):
+            aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(str(workdir), str(aside))
+        print(f"moved the previous run to {aside}", file=sys.stderr)
+    _mkdir(workdir)
+    with _locked(workdir):
+        prepare(workdir, record)
+        yield workdir
+
+
+def _mkdir(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"run directory {workdir} is not writable ({e.strerror})") from None
+
+
+@contextlib.contextmanager
+def _locked(workdir: Path):
+    """An exclusive lock on workdir/.lock, which says who holds it."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"run directory {workdir} is not writable ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+            raise ConfigError(f"run directory {workdir} is in use by {holder}; wait for that run "
+                              "to end, or choose another --workdir") from None
+        stale = os.pread(fd, 300, 0).decode(errors="replace").strip()
+        if stale:  # its holder died without releasing it (the kernel released the lock)
+            print(f"dlcore: note: taking over {workdir} from {stale}, which ended without "
+                  "releasing it", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # released cleanly: the next holder sees no stale note
+    finally:
+        os.close(fd)
 
 
 def prepare(workdir: Path, record: dict) -> None:
@@ -64,10 +134,30 @@ def _short(v) -> str:
 
 
 def write_json(path: Path, obj) -> None:
-    """Write atomically: a reader (or a crash) never sees half a file."""
+    """Write strict JSON atomically: a reader (or a crash) never sees half a file. NaN and Inf,
+    which strict parsers reject, are written as null (see `nonfinite`)."""
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
+    tmp.write_text(json.dumps(_finite(obj), indent=2, default=jsonable, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def _finite(x):
+    """x with every non-finite float replaced by None (arrays and tuples become lists)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        return _finite(np.asarray(x).tolist())
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def nonfinite(metrics: dict) -> list[str]:
+    """Names of the metrics holding NaN or Inf anywhere."""
+    return [k for k, v in metrics.items()
+            if not np.all(np.isfinite(np.asarray(v, np.float64)))]
 
 
 def jsonable(x):
@@ -86,6 +176,7 @@ def summary(name: str, named: dict, seed_list: list, seed_axis: bool, run: dict)
     the run went. named: summary name -> value, with a leading seed axis when `seed_axis`;
     run: steps, start_step, seconds, steps_per_second and anything else to record."""
     metrics, std, per_seed = {}, {}, {}
+    bad = nonfinite(named)
     for key, v in named.items():
         v = np.asarray(v, np.float64)
         v = v if seed_axis else v[None]
@@ -99,6 +190,7 @@ def summary(name: str, named: dict, seed_list: list, seed_axis: bool, run: dict)
         "metrics": metrics,
         "metrics_std": std,
         "per_seed": per_seed,
+        **({"nonfinite_metrics": bad} if bad else {}),  # their NaN/Inf are null in the file
         **run,
         "seeds": len(seed_list),
         "seed_values": list(seed_list),

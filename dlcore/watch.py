@@ -1,4 +1,5 @@
-"""Waiting for the device with a deadline, instead of blocking forever; and the loop's errors.
+"""Waiting for the device with a deadline, instead of blocking forever; signals that end a run
+cleanly; and the loop's errors.
 
 XLA's CPU runtime has deadlocked (every thread idle, forever) in some vmapped programs of nested
 scans (README: "A deadlock guard"). The loop waits for the device only through `Watch.wait`,
@@ -9,6 +10,7 @@ compiles before its call returns, and the wait starts after.
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -23,6 +25,49 @@ class TrainingError(RuntimeError):
 
 class Hung(TrainingError):
     """The compiled program stopped making progress."""
+
+
+class Interrupted(TrainingError):
+    """SIGINT or SIGTERM ended the run after its state was saved; exit status 128 + signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Signals:
+    """Within `with Signals() as s:` the first SIGINT or SIGTERM only sets `s.received` (the
+    signal number): the loop looks between compiled calls, saves, and leaves. Raising from the
+    handler instead would land anywhere (inside an XLA compile, an orbax save) and leave half-done
+    work and threads behind. A second signal goes to the handler that was there before (the
+    command line's, or KeyboardInterrupt). Outside the main thread signals cannot be caught: a
+    no-op there."""
+
+    def __enter__(self):
+        self.received, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            return
+        previous = self.previous.get(signum)
+        self.__exit__()
+        if callable(previous):
+            previous(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            signal.raise_signal(signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
 
 
 class Watch:
