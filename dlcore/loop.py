@@ -70,8 +70,10 @@ def validate(cfg: dict) -> dict:
     check(isinstance(cfg["best_metric"], str), "loop.best_metric",
           f"must be a metric name such as validation/accuracy, or ''; got {cfg['best_metric']!r}")
     wd = cfg["watchdog_seconds"]
-    check(isinstance(wd, (int, float)) and wd > 0, "loop.watchdog_seconds",
-          f"must be > 0 (seconds without progress before a run is ended); got {wd}")
+    # it catches programs stuck for good (README: 'A deadlock guard'), not slow ones: a limit of
+    # seconds would call a long first step (or a busy machine) a deadlock
+    check(isinstance(wd, (int, float)) and wd >= 10, "loop.watchdog_seconds",
+          f"must be >= 10 (seconds without progress before a run is ended); got {wd}")
     patience = cfg["early_stopping_patience"]
     check(type(patience) is int and patience >= 0, "loop.early_stopping_patience",
           f"must be an integer >= 0 (0 = off); got {patience}")
