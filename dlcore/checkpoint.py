@@ -18,6 +18,7 @@ read, fails its checksum, or is an empty or partial step directory is moved asid
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -118,6 +119,10 @@ def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[objec
             _move_aside(mngr, step, "its arrays do not match the checksum written with them")
             continue
         return tree, step
+    if list(Path(mngr.directory).parent.glob("corrupt-*")):
+        warnings.warn(f"no checkpoint in {mngr.directory} could be restored: training starts "
+                      "again from step 0 (the damaged ones are kept beside it)", RuntimeWarning,
+                      stacklevel=2)
     return None
 
 
@@ -128,8 +133,19 @@ def _host_abstract(target_tree):
 
 
 def _saved_digest(mngr: ocp.CheckpointManager, step: int) -> str | None:
-    custom = mngr.metadata(step).custom_metadata or {}
-    return custom.get("dlcore_sha256")
+    """The checksum saved with a step; None for a checkpoint of an older dlcore. Read here, not
+    through orbax, which logs an unreadable metadata file and goes on as if it had none: a damaged
+    checkpoint would then pass as an old one, restored unverified."""
+    path = Path(mngr.directory) / str(step) / "_CHECKPOINT_METADATA"
+    try:
+        meta = json.loads(path.read_bytes())
+        custom = meta.get("custom_metadata") or {}
+        found = custom.get("dlcore_sha256")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"its step metadata is unreadable ({type(e).__name__})") from None
+    if found is not None and not isinstance(found, str):
+        raise ValueError("its checksum is damaged")
+    return found
 
 
 def _move_aside(mngr, step: int, why: str) -> None:

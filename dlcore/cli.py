@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("workdir")
     args = parser.parse_args(argv)
     previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
+    # each; dlcore says what it did about it in one line of its own
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     shown = warnings.showwarning
     warnings.showwarning = _one_line
     try:

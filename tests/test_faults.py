@@ -289,3 +289,17 @@ def test_fresh_moves_nothing_until_the_new_values_are_checked(tmp_path, capsys):
 def test_default_run_directories_stay_inside_runs(name):
     path = cli.default_workdir(name, False, 1, [])
     assert path.parts[0] == "runs" and ".." not in path.parts and len(path.parts) >= 2
+
+
+def test_fault_injection_finds_no_silent_difference(tmp_path):
+    """A few trials of benchmarks/fault_injection.py (the README reports 100): every damaged
+    checkpoint is caught or harmless; none changes the result unnoticed, none crashes."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    try:
+        import fault_injection
+    finally:
+        sys.path.pop(0)
+    result = fault_injection.main(["--trials", "4", "--seed", "3", "--out", str(tmp_path)])
+    assert sum(result["counts"].values()) == 4
+    assert not result["counts"].get("silent difference") and not result["counts"].get("crash")
+    assert not result["counts"].get("detected, but different")
