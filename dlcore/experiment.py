@@ -286,7 +286,12 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     workdir = Path(workdir)
     if not (workdir / "config.json").exists():
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
-    saved = json.loads((workdir / "config.json").read_text())
+    try:
+        saved = json.loads((workdir / "config.json").read_bytes())
+        assert isinstance(saved, dict)
+    except (ValueError, AssertionError):
+        raise ConfigError(f"{workdir}: config.json is unreadable (damaged?); only the learning "
+                          "curves can be drawn") from None
     if "algorithm" not in saved:
         raise ConfigError(f"{workdir} holds a run made from Python values (loop.train) without a "
                           "config; only its learning curves can be drawn")

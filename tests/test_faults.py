@@ -303,3 +303,16 @@ def test_fault_injection_finds_no_silent_difference(tmp_path):
     assert sum(result["counts"].values()) == 4
     assert not result["counts"].get("silent difference") and not result["counts"].get("crash")
     assert not result["counts"].get("detected, but different")
+
+
+def test_report_survives_a_garbled_config_and_a_damaged_newest_checkpoint(tmp_path, capsys):
+    run(tiny(), tmp_path / "a")
+    flip_byte(largest_data_file(tmp_path / "a" / "checkpoints" / "60"), 700)
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("dlcore: warning: checkpoint at step 60") and "using the one before" in err
+    assert (tmp_path / "a" / "checkpoints" / "60").is_dir()  # a report moves nothing
+    (tmp_path / "a" / "config.json").write_text('{"experiment": "mnist1d/mlp", garbage')
+    assert cli.main(["report", str(tmp_path / "a")]) == 0  # the curves still
+    assert "config.json is unreadable" in capsys.readouterr().err
