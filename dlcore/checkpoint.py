@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 from dlcore.config import ConfigError
+from dlcore.watch import TrainingError
 
 
 def manager(directory: Path, keep: int, best_metric: str | None,
@@ -90,8 +91,31 @@ def target(states, early_stopping: dict | None = None) -> dict:
 def save(mngr: ocp.CheckpointManager, step: int, tree, metrics: dict | None = None) -> None:
     """Start an asynchronous save of `tree` (copied to host memory first), with its checksum."""
     host = jax.device_get(tree)
-    mngr.save(step, args=ocp.args.StandardSave(host), metrics=metrics, force=True,
-              custom_metadata={"dlcore_sha256": digest(host)})
+    try:  # also where the previous save's failure in the background comes out
+        mngr.save(step, args=ocp.args.StandardSave(host), metrics=metrics, force=True,
+                  custom_metadata={"dlcore_sha256": digest(host)})
+    except Exception as e:
+        raise _write_error(mngr, e) from None
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+    """Wait for the saves in flight; TrainingError naming the directory when one failed."""
+    try:
+        mngr.wait_until_finished()
+    except Exception as e:
+        raise _write_error(mngr, e) from None
+    finally:
+        mngr.close()
+
+
+def _write_error(mngr, error: Exception) -> TrainingError:
+    """A failed save (a full or read-only disk: orbax and tensorstore raise many types) as one
+    line. orbax commits by renaming, so the checkpoints saved before stay whole."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    latest = mngr.latest_step()
+    return TrainingError(f"cannot write a checkpoint in {mngr.directory} ({text[:160]}); free "
+                         f"space or fix its permissions, then run the same command to resume"
+                         + (f" from step {latest}" if latest is not None else ""))
 
 
 def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[object, int] | None:

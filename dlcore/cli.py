@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path, PurePath
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
     # each; dlcore says what it did about it in one line of its own
     logging.getLogger("absl").setLevel(logging.CRITICAL)
+    threading.excepthook = sys.unraisablehook = _background_error
     shown = warnings.showwarning
     warnings.showwarning = _one_line
     try:
@@ -71,6 +73,20 @@ def _interrupted(signum, frame):
     half-written remains: every file dlcore writes is replaced atomically."""
     from dlcore.watch import Interrupted
     raise Interrupted("interrupted; run the same command to start again (or resume)", signum)
+
+
+def _background_error(*args):
+    """An exception nobody catches (orbax's threads after a failed save: 'Event loop is closed',
+    a dozen times over): one line each kind, not a traceback; the error that matters was said."""
+    info = args[0] if len(args) == 1 else None
+    exc = (info.exc_value if info is not None else args[1])
+    line = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if line not in _said:
+        _said.add(line)
+        print(f"dlcore: note: in the background: {line}", file=sys.stderr)
+
+
+_said: set[str] = set()
 
 
 def _one_line(message, category, filename, lineno, file=None, line=None):

@@ -265,8 +265,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
         if bar:
             bar.close()
         tb.close()
-        mngr.wait_until_finished()
-        mngr.close()
+        checkpoint.finish(mngr)
     _leave_if_interrupted(signals, t, last_saved)
 
     # the end: every split evaluated (the training split too, as `train_eval`), summary, plots.

@@ -316,3 +316,22 @@ def test_report_survives_a_garbled_config_and_a_damaged_newest_checkpoint(tmp_pa
     (tmp_path / "a" / "config.json").write_text('{"experiment": "mnist1d/mlp", garbage')
     assert cli.main(["report", str(tmp_path / "a")]) == 0  # the curves still
     assert "config.json is unreadable" in capsys.readouterr().err
+
+
+def test_a_failed_checkpoint_write_is_one_line_naming_the_last_good_one(tmp_path, capsys,
+                                                                      monkeypatch):
+    """tensorstore reports a full disk as RESOURCE_EXHAUSTED (once read as 'out of device memory');
+    orbax raises it at the next save or at the end, from its own threads."""
+    real, calls = ocp.CheckpointManager.save, []
+
+    def failing(self, step, *a, **kw):
+        calls.append(step)
+        if len(calls) > 1:
+            raise ValueError('RESOURCE_EXHAUSTED: Error writing "state.params" in OCDBT database')
+        return real(self, step, *a, **kw)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", failing)
+    args = ["run", "mnist1d/logreg", "--quick", "--workdir", str(tmp_path), "--no-progress"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dlcore: error: cannot write a checkpoint in") and err.count("\n") == 1
+    assert f"resume from step {calls[0]}" in err
