@@ -54,16 +54,24 @@ def manager(directory: Path, keep: int, best_metric: str | None,
 
 
 def _set_aside_incomplete(directory: Path) -> None:
-    """Move aside step directories that hold no finished checkpoint (emptied, or partly deleted).
-    Orbax infers a manager's layout from the newest step directory: an empty one makes it expect
-    another layout and refuse every good checkpoint."""
+    """Move aside step directories that hold no finished checkpoint (emptied, partly deleted) or
+    whose step metadata orbax cannot read. Orbax reads every step's metadata when a manager starts
+    (one damaged file stops it) and infers the layout from the newest step directory (an empty one
+    makes it expect another layout and refuse every good checkpoint)."""
     if not directory.is_dir():
         return
     for path in sorted(directory.iterdir()):
-        if path.name.isdigit() and path.is_dir() and not (
-                (path / "_CHECKPOINT_METADATA").is_file() and (path / "default").is_dir()):
+        if not (path.name.isdigit() and path.is_dir()):
+            continue
+        if not ((path / "_CHECKPOINT_METADATA").is_file() and (path / "default").is_dir()):
             _move_path_aside(directory, int(path.name), "the step directory holds no complete "
                              "checkpoint")
+            continue
+        try:
+            ocp.metadata.get_step_metadata(path)
+        except Exception as e:  # orbax raises ValueError, KeyError, TypeError for damage here
+            _move_path_aside(directory, int(path.name), f"its step metadata is unreadable "
+                             f"({type(e).__name__}: {str(e)[:120]})")
 
 
 def digest(tree) -> str:
@@ -230,8 +238,14 @@ def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
     if not directory.exists():
         return None
     abstract = _host_abstract(target_tree)
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
-                               item_handlers=ocp.StandardCheckpointHandler()) as mngr:
+    try:
+        mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
+                                     item_handlers=ocp.StandardCheckpointHandler())
+    except Exception as e:  # a damaged step metadata file stops orbax from starting
+        raise ConfigError(f"the checkpoints in {directory} cannot be read ({type(e).__name__}: "
+                          f"{str(e)[:120]}); running the experiment again sets the damaged one "
+                          "aside") from None
+    with mngr:
         for step in sorted(mngr.all_steps(), reverse=True):  # restore only: nothing is saved
             try:
                 saved, expected = mngr.item_metadata(step), _saved_digest(mngr, step)

@@ -101,6 +101,18 @@ def test_an_emptied_step_directory_condemns_no_good_checkpoint(tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [r["step"] for r in rows]
 
 
+def test_a_damaged_key_in_the_step_metadata_is_set_aside(tmp_path):
+    """The fault injection's one crash: a flipped byte turned a key of orbax's step metadata into
+    an unknown one, and orbax refused to start at all."""
+    cfg = tiny()
+    first = run(cfg, tmp_path)
+    meta = tmp_path / "checkpoints" / "60" / "_CHECKPOINT_METADATA"
+    meta.write_text(meta.read_text().replace('"performance_metrics"', '"0erformance_metrics"'))
+    with pytest.warns(RuntimeWarning, match="step 60 .*step metadata is unreadable"):
+        again = run(cfg, tmp_path)
+    assert again["start_step"] == 40 and again["metrics"] == first["metrics"]
+
+
 def test_the_best_checkpoint_survives_any_number_of_resumes(tmp_path):
     """The probe: the best checkpoint's metric was not saved with it, so after a resume the
     manager no longer knew it and deleted it. Here the 'best' is the highest test loss (the
