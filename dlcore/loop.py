@@ -5,15 +5,18 @@
 algorithm and data are values (dlcore.core); the loop knows nothing of any one algorithm, model or
 data kind. It
 
-1. checks the loop settings, the data against the devices and the run directory, and traces the
-   step once (nothing compiled yet), so every mistake surfaces before any work;
-2. resumes from the newest good checkpoint in `workdir/checkpoints`, or calls `init`;
+1. checks the loop settings, the data against the devices, the state's size against the device
+   memory, and traces the step once (nothing compiled yet), so every mistake surfaces before any
+   work; then claims the run directory (a lock; a different run there is refused);
+2. resumes from the newest verified checkpoint in `workdir/checkpoints`, or calls `init`;
 3. calls the jitted step (carry donated; `steps_per_call` steps per call with `lax.scan`), the batch
    `data.sample(train, t, key)` taken on the device, the step key `fold_in(step_key, t)`: a resumed
    run replays the uninterrupted one exactly;
 4. pulls metrics to the host only at log, eval and checkpoint steps; stops naming the first step
    whose metrics were NaN/Inf, before any checkpoint of that step is written;
 5. evaluates and checkpoints on a schedule; ends with summary.json and PNG learning curves.
+   SIGINT/SIGTERM are noted and looked at between calls: the state is checkpointed there and
+   `Interrupted` raised.
 
 Several seeds train as one program, `jax.vmap` over the seed axis of the state; `members=` runs any
 list of members (each with its own seed and a `prepare`d fresh state) in one program (dlcore.sweep).
