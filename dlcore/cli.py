@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
     # each; dlcore says what it did about it in one line of its own
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    threading.excepthook = sys.unraisablehook = _background_error
     shown = warnings.showwarning
     warnings.showwarning = _one_line
     try:
@@ -282,5 +281,12 @@ def _pictures(workdir: Path, title: str) -> list[Path]:
     return run.algorithm.pictures(snapshot)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The `dlcore` command. Errors of orbax's threads after a failed save, which can come as late
+    as the interpreter's exit, are one line each (not for main() called in-process)."""
+    threading.excepthook = sys.unraisablehook = _background_error
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()
