@@ -17,7 +17,7 @@ def defaults() -> dict:
 
 
 def load(cfg: dict):
-    return array_data.from_arrays(arrays(cfg), cfg, "cifar10_binary")
+    return array_data.from_arrays(arrays(cfg), cfg, str(file_path(cfg)))  # messages name the folder
 
 
 def arrays(cfg: dict) -> dict[str, np.ndarray]:

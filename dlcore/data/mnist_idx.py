@@ -22,7 +22,7 @@ def defaults() -> dict:
 
 
 def load(cfg: dict):
-    return array_data.from_arrays(arrays(cfg), cfg, "mnist_idx")
+    return array_data.from_arrays(arrays(cfg), cfg, str(file_path(cfg)))  # messages name the folder
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -23,7 +23,7 @@ def defaults() -> dict:
 
 
 def load(cfg: dict):
-    return array_data.from_arrays(arrays(cfg), cfg, "npz")
+    return array_data.from_arrays(arrays(cfg), cfg, str(file_path(cfg)))  # messages name the file
 
 
 def arrays(cfg: dict) -> dict:
