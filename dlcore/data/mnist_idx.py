@@ -6,6 +6,7 @@ ConfigError naming the file.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,12 @@ def load(cfg: dict):
 
 def read_idx(path: str | Path) -> np.ndarray:
     """One IDX file (http://yann.lecun.com/exdb/mnist/ format) as a numpy array."""
-    raw = Path(path).read_bytes() if Path(path).is_file() else None
-    if raw is None:
+    if not Path(path).is_file():
         raise ConfigError(f"IDX file {path} does not exist")
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"IDX file {path} is unreadable ({e.strerror})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ConfigError(f"IDX file {path}: bad magic number {raw[:4].hex()}")
     ndim = raw[3]
@@ -38,7 +42,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ConfigError(f"IDX file {path}: truncated header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    # Python integers: numpy's product of four sizes of 2**16 wraps to 0 and would pass the check
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise ConfigError(f"IDX file {path}: {len(raw)} bytes for shape {shape}, expected {expected}")
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
@@ -53,12 +58,17 @@ def arrays(cfg: dict) -> dict[str, np.ndarray]:
     names = {"x": "train-images-idx3-ubyte", "y": "train-labels-idx1-ubyte",
              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
     out = {k: read_idx(root / v) for k, v in names.items()}
+    for key, name in names.items():  # images [n, rows, cols], labels [n] integers
+        a, want = out[key], (3, "[n, rows, cols] images") if key.startswith("x") else (1, "[n] labels")
+        if a.ndim != want[0]:
+            raise ConfigError(f"IDX file {root / name}: shape {a.shape}, expected {want[1]}")
+        if key.startswith("y") and not np.issubdtype(a.dtype, np.integer):
+            raise ConfigError(f"IDX file {root / name}: labels of type {a.dtype}, expected "
+                              "integers (class indices)")
     for split in ("", "_test"):
         x, y = out["x" + split], out["y" + split]
         if len(x) != len(y):
             raise ConfigError(f"MNIST IDX in {root}: {len(x)} images but {len(y)} labels{split}")
         out["x" + split] = (x.astype(np.float32) / 255.0)[..., None]
-        out["y" + split] = y.astype(np.int32)
+        out["y" + split] = y  # range-checked against the training classes by array_data
     return out
-
-
