@@ -55,7 +55,11 @@ def load(cfg: dict) -> Data:
     src = source(cfg["name"])
     if isinstance(src, Data):
         return src
-    out = src.load(cfg) if _is_module_like(src) else src(cfg)
+    try:
+        out = src.load(cfg) if _is_module_like(src) else src(cfg)
+    except MemoryError as e:  # sizes in the section beyond this machine: a setting, not a bug
+        raise ConfigError(f"config section 'data' ({names.reference(cfg['name'])}): not enough "
+                          f"memory to build the data ({e}); lower its sizes") from None
     if isinstance(out, dict) and "x" in out:
         return arrays.from_arrays(out, cfg)
     if not isinstance(out, Data):
