@@ -1,7 +1,9 @@
 """Where metrics go: JSON lines, TensorBoard event files, and a progress bar on stderr.
 
 The TensorBoard writer is the event-file format itself (TFRecord framing, CRC32C, the few protobuf
-fields of a scalar summary), about forty lines, so dlcore needs neither TensorFlow nor tensorboardX.
+fields of a scalar summary and of a session start), so dlcore needs neither TensorFlow nor
+tensorboardX. A damaged metrics file is read past line by line, never a traceback; a resumed run
+drops what the interrupted one logged after its checkpoint from both files.
 """
 from __future__ import annotations
 

@@ -252,3 +252,29 @@ def test_tensorboard_shows_no_step_twice_after_a_resume(finished_run, tmp_path, 
     acc = ea.EventAccumulator(str(run / "tensorboard"), size_guidance={ea.SCALARS: 0})
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [5, 10, 15, 20]
+
+
+# --- refused before anything is written, wherever the check lives ----------------------------------
+
+def test_a_data_source_of_yours_that_raises_is_one_line(tmp_path, capsys):
+    (tmp_path / "my_source.py").write_text(
+        "import numpy as np\n"
+        "def load(cfg):\n"
+        "    return np.load('no-such-file.npy')\n")
+    (tmp_path / "exp.py").write_text(
+        "def get_config():\n"
+        "    return {'algorithm': 'supervised', 'data': {'name': 'my_source:load'}}\n")
+    refused(capsys, ["run", str(tmp_path / "exp.py")], tmp_path / "run",
+            "config key 'data.name': my_source:load raised FileNotFoundError",
+            "(my_source.py line 3)")
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("data.batch_size=100000", "'data.batch_size': 100000 is larger than the 4000 training"),
+    ("loop.best_metric=test/nothing", "'loop.best_metric': 'test/nothing' is not an evaluation"),
+])
+def test_seeds_one_after_another_make_no_directory_for_refused_input(setting, fragment, tmp_path,
+                                                                     capsys):
+    refused(capsys, ["run", "mnist1d/mlp", "--seeds", "2", "--set",
+                     "loop.seeds_in_one_program=false", "--set", setting], tmp_path / "run",
+            fragment)

@@ -12,9 +12,11 @@ Keys of a section (`defaults()`):
     augment_shift, augment_noise   random circular shifts along the first axis and Gaussian noise,
                                    applied to training batches only (dlcore.data.augment)
 
-Integer targets make a classification task (labels 0..C-1; num_outputs C), float targets a
-regression (num_outputs d). Every split is checked before anything compiles: shapes, dtypes,
-counts, NaN/Inf, negative labels; a ConfigError names the split and the problem.
+Integer targets make a classification task (labels 0..C-1; num_outputs C, C from the training
+labels), float targets a regression (num_outputs d). Every split is checked when it is loaded,
+before anything is written or compiled: shapes, dtypes, counts, NaN/Inf and values float32 cannot
+hold, labels that are negative, outside the training split's classes or no class indices at all;
+a ConfigError names the data (a file's path), the split and the problem.
 """
 from __future__ import annotations
 

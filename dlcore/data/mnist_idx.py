@@ -1,8 +1,8 @@
 """MNIST in its published IDX files, from a folder the user points at (`data.path`).
 
 x: [n, 28, 28, 1] float32 in [0, 1]; y: [n] int32. The four files keep their published names
-(train-images-idx3-ubyte, ...). Anything malformed (wrong magic number, truncated payload) is a
-ConfigError naming the file.
+(train-images-idx3-ubyte, ...). Anything malformed (wrong magic number, truncated payload, sizes
+that do not match the file, labels that are no class indices) is a ConfigError naming the file.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def read_idx(path: str | Path) -> np.ndarray:
 def arrays(cfg: dict) -> dict[str, np.ndarray]:
     """`data.path`: a folder with MNIST's four IDX files (optionally .gz-free names as published).
 
-    x: [n, 28, 28, 1] float32 in [0, 1]; y: [n] int32.
+    x: [n, 28, 28, 1] float32 in [0, 1]; y: [n] integers as stored (int32 once array data has
+    checked them against the training classes).
     """
     root = file_path(cfg)
     names = {"x": "train-images-idx3-ubyte", "y": "train-labels-idx1-ubyte",
