@@ -33,7 +33,10 @@ def arrays(cfg: dict) -> dict[str, np.ndarray]:
             p = root / name
             if not p.is_file():
                 raise ConfigError(f"CIFAR-10 file {p} does not exist")
-            raw = np.frombuffer(p.read_bytes(), np.uint8)
+            try:
+                raw = np.frombuffer(p.read_bytes(), np.uint8)
+            except OSError as e:
+                raise ConfigError(f"CIFAR-10 file {p} is unreadable ({e.strerror})") from None
             if raw.size == 0 or raw.size % 3073:
                 raise ConfigError(f"CIFAR-10 file {p}: {raw.size} bytes is not a whole number "
                                   "of 3073-byte records")
