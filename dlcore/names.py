@@ -36,8 +36,9 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
     """The value `name` stands for. kind: dlcore's package of short names ('models', 'data',
     'algorithms'); key: the config key (for messages); needs: what a module must define ('build',
     'load', 'make'), checked for modules only."""
-    if isinstance(name, (bool, int, float, complex, list, tuple, dict, set, bytes)) or name is None:
-        # plain data is never code: a number or a list here is a mistake in a config file
+    if name is None or type(name) in (bool, int, float, complex, list, tuple, dict, set, bytes):
+        # plain data is never code: a number or a list here is a mistake in a config file (exact
+        # types: a NamedTuple such as Data or Algorithm is a value from Python)
         example = {"models": "mlp", "data": "mnist1d", "algorithms": "supervised"}[kind]
         raise ConfigError(f"config key '{key}': must be a name such as '{example}' or "
                           f"'package.module:attribute'; got {name!r} ({_how(kind)})")
