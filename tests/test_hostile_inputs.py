@@ -278,3 +278,19 @@ def test_seeds_one_after_another_make_no_directory_for_refused_input(setting, fr
     refused(capsys, ["run", "mnist1d/mlp", "--seeds", "2", "--set",
                      "loop.seeds_in_one_program=false", "--set", setting], tmp_path / "run",
             fragment)
+
+
+def test_supervised_refuses_a_hand_built_data_whose_labels_pass_its_outputs():
+    """Array data checks its labels; a Data built by hand reaches supervised learning unchecked."""
+    from dlcore import experiment
+    from dlcore.config import ConfigError
+    from dlcore.core import Data
+    from dlcore.data.arrays import arrays
+    good = arrays(*three_classes().values(), batch_size=8)
+    test = {**good.splits["test"], "y": good.splits["test"]["y"] + 5}
+    config = experiment.load("mnist1d/mlp")
+    config["data"] = {"name": Data({**good.splits, "test": test}, good.spec, good.sample)}
+    with pytest.raises(ConfigError, match=r"test labels run from 5 to 7, outside the 3 classes"):
+        experiment.build(config)
+    config["data"] = {"name": good}
+    experiment.build(config)  # the same Data with its own labels is fine
