@@ -206,6 +206,7 @@ def build(config: dict) -> tuple[Algorithm, Data]:
     """(algorithm, data) of a config (completed first); ConfigError for anything impossible,
     before any compile."""
     config = complete(config)
+    loop.validate(config["loop"])  # make() is given loop.steps: a schedule must not see 'abc'
     data = data_lib.load(config["data"])
     algorithm = maker(config["algorithm"]).make(config, data, config["loop"]["steps"])
     if not isinstance(algorithm, Algorithm):
