@@ -206,7 +206,9 @@ def build(config: dict) -> tuple[Algorithm, Data]:
     """(algorithm, data) of a config (completed first); ConfigError for anything impossible,
     before any compile."""
     config = complete(config)
-    loop.validate(config["loop"])  # make() is given loop.steps: a schedule must not see 'abc'
+    steps = config["loop"]["steps"]  # make() is given it (the rest is the host loop's to check:
+    # values built here also run outside it, in rl.make_train)
+    check(type(steps) is int and steps > 0, "loop.steps", f"must be a positive integer; got {steps!r}")
     data = data_lib.load(config["data"])
     algorithm = maker(config["algorithm"]).make(config, data, config["loop"]["steps"])
     if not isinstance(algorithm, Algorithm):
