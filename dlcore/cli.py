@@ -258,7 +258,7 @@ def _report(workdir: Path) -> int:
 def _title(workdir: Path) -> str:
     try:
         return json.loads((workdir / "config.json").read_text()).get("experiment") or workdir.name
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, not UTF-8
         return workdir.name
 
 

@@ -15,11 +15,12 @@ import difflib
 import importlib.util
 import inspect
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["ConfigError", "experiments_dir", "list_experiments", "load", "apply_overrides",
-           "flatten", "get", "check", "one_of"]
+           "flatten", "get", "check", "one_of", "where"]
 
 
 class ConfigError(ValueError):
@@ -91,16 +92,33 @@ def load(name_or_path: str, quick: bool = False) -> dict:
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # a syntax error in a user's config deserves a clear message
-        raise ConfigError(f"could not import config file {path}: {type(e).__name__}: {e}") from e
+        raise ConfigError(f"could not import config file {path}: {where(e)}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path} defines no get_config()")
-    takes_quick = "quick" in inspect.signature(module.get_config).parameters
+    if not callable(module.get_config):
+        raise ConfigError(f"config file {path}: get_config is not a function")
+    try:
+        takes_quick = "quick" in inspect.signature(module.get_config).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it plainly
+        takes_quick = False
     if quick and not takes_quick:
         raise ConfigError(f"config file {path}: get_config() takes no `quick` argument")
-    config = module.get_config(quick=quick) if takes_quick else module.get_config()
+    try:  # the user's code: whatever it raises is one line naming the file and line
+        config = module.get_config(quick=quick) if takes_quick else module.get_config()
+    except Exception as e:
+        raise ConfigError(f"config file {path}: get_config() raised {where(e)}") from None
     if not isinstance(config, dict):
-        raise ConfigError(f"config file {path}: get_config() must return a dict")
-    config = copy.deepcopy(config)
+        raise ConfigError(f"config file {path}: get_config() must return a dict of sections; "
+                          f"got {type(config).__name__}")
+    if not config:
+        raise ConfigError(f"config file {path}: get_config() returned an empty dict; it must "
+                          "name at least the algorithm and the data ({'algorithm': 'supervised', "
+                          "'data': {'name': ...}, ...})")
+    try:
+        config = copy.deepcopy(config)
+    except Exception as e:  # an object in it that cannot be copied (a lock, a generator, ...)
+        raise ConfigError(f"config file {path}: get_config() returned a config that cannot be "
+                          f"copied ({type(e).__name__}: {e})") from None
     config.setdefault("experiment", name)
     if own:  # where its own modules and relative data paths live
         config["config_dir"] = str(path.parent)
@@ -199,6 +217,18 @@ def parse_value(key: str, text: str, default: Any) -> Any:
         except (ValueError, SyntaxError):
             return text
     raise bad(type(default).__name__)
+
+
+def where(e: BaseException) -> str:
+    """'ValueError: ... (my_models.py line 12)': the exception and the last frame that raised it."""
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError: {e.msg} ({e.filename} line {e.lineno})"
+    frames = traceback.extract_tb(e.__traceback__)
+    # the last frame of the user's (or dlcore's) code, not of JAX's or the import machinery
+    last = next((f for f in reversed(frames) if "importlib" not in f.filename and (
+        "site-packages" not in f.filename or "dlcore" in f.filename)), None)
+    at = f" ({Path(last.filename).name} line {last.lineno})" if last else ""
+    return f"{type(e).__name__}: {e}{at}"
 
 
 # --- value checks used by the builders ------------------------------------------------------------

@@ -62,11 +62,13 @@ def maker(name: Any) -> Maker:
 def complete(config: dict) -> dict:
     """Every section filled from the defaults of the code that reads it; ConfigError for a missing
     name, an unknown section or an unknown key."""
+    check(isinstance(config, dict), "config", f"must be a dict of sections; got {config!r}")
     given = copy.deepcopy(config)
+    _check_shape(given)
     names.import_paths(given.get("import_paths"))
     check("algorithm" in given, "algorithm", "the config names no algorithm")
-    check(isinstance(given.get("data"), dict) and "name" in given["data"], "data.name",
-          "the config names no data source")
+    check("name" in given.get("data", {}), "data.name",
+          "the config names no data source (a section 'data': {'name': 'mnist1d', ...})")
     algo = maker(given["algorithm"])
     seed = given.get("seed", 0)
     check(type(seed) is int, "seed", f"must be an integer; got {seed!r}")
@@ -94,6 +96,28 @@ def complete(config: dict) -> dict:
                           + (f"; did you mean '{hint[0]}'?" if hint else "")
                           + f" (its sections: {', '.join(s for s in out if isinstance(out[s], dict))})")
     return out
+
+
+def _check_shape(given: dict) -> None:
+    """ConfigError unless every section is a dict and the top-level keys have their types: a
+    string where a section belongs would otherwise fail deep inside the code that reads it."""
+    for key, value in given.items():
+        check(isinstance(key, str), repr(key), "config keys are strings")
+        if key in TOP:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"config section '{key}' must be a dict of keys; got {value!r}")
+        bad = [k for k in value if not isinstance(k, str)]
+        check(not bad, key, f"its keys must be strings; got {bad[0]!r}" if bad else "")
+    for key, kind, what in (("experiment", str, "a name"), ("published", dict,
+                            "a dict {summary metric: {source: figure}}"),
+                            ("import_paths", (list, tuple), "a list of folders"),
+                            ("changed", list, "a list of overrides")):
+        if key in given:
+            check(isinstance(given[key], kind), key, f"must be {what}; got {given[key]!r}")
+    paths = given.get("import_paths") or []
+    bad = [p for p in paths if not isinstance(p, (str, Path))]
+    check(not bad, "import_paths", f"must be a list of folders; got {bad[0]!r}" if bad else "")
 
 
 def _merge(section: str, defaults: dict, given: dict) -> dict:
@@ -163,6 +187,8 @@ def load(name_or_path: str, quick: bool = False, overrides=()) -> dict:
 
 
 def _absolute_path(data: dict, base) -> None:
+    if not isinstance(data, dict):  # complete() names the mistake
+        return
     path = data.get("path")
     if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
         data["path"] = str(Path(base) / Path(path).expanduser())
@@ -180,6 +206,9 @@ def build(config: dict) -> tuple[Algorithm, Data]:
     """(algorithm, data) of a config (completed first); ConfigError for anything impossible,
     before any compile."""
     config = complete(config)
+    steps = config["loop"]["steps"]  # make() is given it (the rest is the host loop's to check:
+    # values built here also run outside it, in rl.make_train)
+    check(type(steps) is int and steps > 0, "loop.steps", f"must be a positive integer; got {steps!r}")
     data = data_lib.load(config["data"])
     algorithm = maker(config["algorithm"]).make(config, data, config["loop"]["steps"])
     if not isinstance(algorithm, Algorithm):
@@ -213,9 +242,14 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     after another, each in workdir/seed_<s>, and the summary aggregates them."""
     check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
     config = complete(config)
+    algorithm, data = build(config)  # the data is checked before anything is written
     if seeds > 1 and not config["loop"]["seeds_in_one_program"]:
-        return _sequential_seeds(config, Path(workdir), seeds, progress, fresh)
-    algorithm, data = build(config)
+        return _sequential_seeds(config, Path(workdir), seeds, progress, fresh, algorithm, data)
+    return _train(config, workdir, algorithm, data, seeds, progress, fresh)
+
+
+def _train(config: dict, workdir, algorithm: Algorithm, data: Data, seeds: int,
+           progress: bool, fresh: bool = False) -> dict:
     return loop.train(algorithm, data, config["loop"], workdir, seeds, seed=config["seed"],
                       record=record(config), name=config["experiment"], progress=progress,
                       fresh=fresh, summary_extra=_summary_extra(config))
@@ -230,30 +264,39 @@ def _summary_extra(config: dict) -> dict:
 
 
 def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool,
-                      fresh: bool) -> dict:
+                      fresh: bool, algorithm: Algorithm, data: Data) -> dict:
+    """Seeds one after another, each in workdir/seed_<s>; the algorithm and data are built once
+    (a seed is an argument of init, not of make)."""
+    import shutil
     import numpy as np
     from dlcore import rundir
     seeds_record = {**record(config), "seeds": [config["seed"] + i for i in range(seeds)]}
-    build(config)  # the config's values are checked before anything is moved or written
-    # another seed count here is refused before any work
-    with rundir.claimed(workdir, seeds_record, fresh):
-        runs = []
-        for i in range(seeds):
-            cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
-            runs.append(run(cfg, workdir / f"seed_{cfg['seed']}", 1, progress))
-        rundir.write_json(workdir / "config.json", seeds_record)
-        named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
-        rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
-        summary = rundir.summary(config["experiment"], named,
-                                 [config["seed"] + i for i in range(seeds)], True, {
-            "steps": config["loop"]["steps"], "seconds": sum(r["seconds"] for r in runs),
-            "steps_per_second": float(np.mean(rates)) if rates else None,
-            "headline": runs[0]["headline"], **_summary_extra(config)})
-        summary["seeds_in_one_program"] = False
-        if "early_stopping" in runs[0]:
-            summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
-                                         for k in ("stopped_at_step", "best_step")}
-        rundir.write_json(workdir / "summary.json", summary)
+    loop.validate(config["loop"])  # as loop.train would, before the directory is made
+    new = not workdir.exists()
+    try:  # another seed count here is refused before any work
+        with rundir.claimed(workdir, seeds_record, fresh):
+            runs = []
+            for i in range(seeds):
+                cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
+                runs.append(_train(cfg, workdir / f"seed_{cfg['seed']}", algorithm, data, 1,
+                                   progress))
+            rundir.write_json(workdir / "config.json", seeds_record)
+            named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
+            rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]
+            summary = rundir.summary(config["experiment"], named,
+                                     [config["seed"] + i for i in range(seeds)], True, {
+                "steps": config["loop"]["steps"], "seconds": sum(r["seconds"] for r in runs),
+                "steps_per_second": float(np.mean(rates)) if rates else None,
+                "headline": runs[0]["headline"], **_summary_extra(config)})
+            summary["seeds_in_one_program"] = False
+            if "early_stopping" in runs[0]:
+                summary["early_stopping"] = {k: [r["early_stopping"][k] for r in runs]
+                                             for k in ("stopped_at_step", "best_step")}
+            rundir.write_json(workdir / "summary.json", summary)
+    except ConfigError:  # the first seed refused before any work: leave no directory behind
+        if new and workdir.is_dir() and {p.name for p in workdir.iterdir()} <= {".lock"}:
+            shutil.rmtree(workdir)
+        raise
     return summary
 
 
@@ -286,28 +329,27 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     workdir = Path(workdir)
     if not (workdir / "config.json").exists():
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
-    try:
-        saved = json.loads((workdir / "config.json").read_bytes())
-        assert isinstance(saved, dict)
-    except (ValueError, AssertionError):
-        raise ConfigError(f"{workdir}: config.json is unreadable (damaged?); only the learning "
-                          "curves can be drawn") from None
+    saved = _read_json(workdir / "config.json")
     if "algorithm" not in saved:
         raise ConfigError(f"{workdir} holds a run made from Python values (loop.train) without a "
                           "config; only its learning curves can be drawn")
     for key in ("algorithm", "model.name", "data.name"):
         section, _, sub = key.partition(".")
-        ref = saved.get(section, {}).get(sub) if sub else saved.get(section)
+        node = saved.get(section)
+        ref = (node.get(sub) if isinstance(node, dict) else None) if sub else node
         if isinstance(ref, str) and not names.importable(ref):
             raise ConfigError(f"{workdir}: its {key} is {ref}; code defined in a notebook or "
                               "script cannot be imported again (put it in a module)")
     seeds = saved.get("seeds", [saved.get("seed", 0)])
+    check(isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds), "seeds",
+          f"{workdir / 'config.json'} records seeds {seeds!r}, not a list of integers")
     check(type(seed_index) is int and 0 <= seed_index < len(seeds), "seed_index",
           f"{workdir} holds {len(seeds)} seed(s); got index {seed_index!r}")
     config = complete({k: v for k, v in saved.items() if k != "seeds"})
     algorithm, data = build(config)
     summary_path = workdir / "summary.json"
-    metrics = json.loads(summary_path.read_text())["metrics"] if summary_path.exists() else {}
+    metrics = _read_json(summary_path).get("metrics", {}) if summary_path.exists() else {}
+    metrics = metrics if isinstance(metrics, dict) else {}
     keys = jnp.stack([split_keys(jax.random.key(s))["init"] for s in seeds])
     inits = jax.jit(jax.vmap(algorithm.init))(keys)
     one = len(seeds) == 1
@@ -322,3 +364,15 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     final = tree["early_stopping"]["state"] if "early_stopping" in tree else tree["state"]
     final = final if one else pick(final, seed_index)
     return Run(config, algorithm, data, pick(inits, seed_index), final, step, metrics)
+
+
+def _read_json(path: Path) -> dict:
+    """A run directory's JSON object; ConfigError naming the file when it is not one (a torn or
+    hand-edited file)."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value

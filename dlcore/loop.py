@@ -208,7 +208,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
         checkpoint.save(mngr, t, tree, metrics)
 
     # 4./5. the loop itself.
-    tb = writers.TensorBoardWriter(workdir / "tensorboard")
+    tb = writers.TensorBoardWriter(workdir / "tensorboard", start=start)
     bar = writers.Progress(total, start, label=f"{name} ") if progress else None
     carry = (states, zero_acc(), jnp.asarray(start, jnp.int32))
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}

@@ -18,11 +18,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
-from dlcore.config import ConfigError
+from dlcore.config import ConfigError, where  # noqa: F401 (where: names.where)
 
 
 def import_paths(paths) -> None:
@@ -37,6 +36,12 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
     """The value `name` stands for. kind: dlcore's package of short names ('models', 'data',
     'algorithms'); key: the config key (for messages); needs: what a module must define ('build',
     'load', 'make'), checked for modules only."""
+    if name is None or type(name) in (bool, int, float, complex, list, tuple, dict, set, bytes):
+        # plain data is never code: a number or a list here is a mistake in a config file (exact
+        # types: a NamedTuple such as Data or Algorithm is a value from Python)
+        example = {"models": "mlp", "data": "mnist1d", "algorithms": "supervised"}[kind]
+        raise ConfigError(f"config key '{key}': must be a name such as '{example}' or "
+                          f"'package.module:attribute'; got {name!r} ({_how(kind)})")
     if not isinstance(name, str):
         return name  # the object itself, from Python
     module_name, sep, attr = name.partition(":")
@@ -153,15 +158,3 @@ def _how(kind: str) -> str:
     needs = {"models": "build", "data": "load", "algorithms": "make"}[kind]
     return (f"dlcore's are {', '.join(builtin(kind, needs))}; your own is 'package.module' or "
             "'package.module:attribute'")
-
-
-def where(e: BaseException) -> str:
-    """'ValueError: ... (my_models.py line 12)': the exception and the last frame that raised it."""
-    if isinstance(e, SyntaxError):
-        return f"SyntaxError: {e.msg} ({e.filename} line {e.lineno})"
-    frames = traceback.extract_tb(e.__traceback__)
-    # the last frame of the user's (or dlcore's) code, not of JAX's or the import machinery
-    last = next((f for f in reversed(frames) if "importlib" not in f.filename and (
-        "site-packages" not in f.filename or "dlcore" in f.filename)), None)
-    at = f" ({Path(last.filename).name} line {last.lineno})" if last else ""
-    return f"{type(e).__name__}: {e}{at}"

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from dlcore.config import ConfigError  # noqa: E402
 from dlcore.writers import read_jsonl  # noqa: E402
 
 
@@ -27,9 +28,10 @@ def learning_curves(workdir: str | Path, title: str | None = None) -> list[Path]
     workdir = Path(workdir)
     rows = read_jsonl(workdir / "metrics.jsonl")
     if not rows:
-        raise FileNotFoundError(f"no metrics in {workdir / 'metrics.jsonl'}")
-    # scalar metrics only: a vector (one value per test-time step, say) is no learning curve
-    names = sorted({k for r in rows for k, v in r.items() if "/" in k and not isinstance(v, list)})
+        raise ConfigError(f"{workdir / 'metrics.jsonl'} holds no metrics to draw")
+    # scalar metrics only: a vector (one value per test-time step, say) is no learning curve, and
+    # a value that is no number (a hand-edited file) is left out rather than drawn as a category
+    names = sorted({k for r in rows for k, v in r.items() if "/" in k and _number(v)})
     kinds = sorted({n.split("/", 1)[1] for n in names})
     out_dir = workdir / "plots"
     out_dir.mkdir(exist_ok=True)
@@ -37,16 +39,16 @@ def learning_curves(workdir: str | Path, title: str | None = None) -> list[Path]
     for kind in kinds:
         fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
         for name in (n for n in names if n.split("/", 1)[1] == kind):
-            pts = [(r["step"], r[name]) for r in rows if name in r]
+            pts = [(r["step"], r[name]) for r in rows if _number(r.get(name))]
             line, = ax.plot(*zip(*pts), label=name.split("/")[0])
-            seeds = [(r["step"], r["per_seed"][name]) for r in rows if name in r.get("per_seed", {})]
+            seeds = _per_seed(rows, name)
             if seeds:
                 steps, values = zip(*seeds)
                 ax.plot(steps, values, color=line.get_color(), alpha=0.25, linewidth=0.8)
         ax.set_xlabel("step")
         ax.set_ylabel(kind)
         values = np.asarray([r[n] for r in rows for n in names
-                             if n.split("/", 1)[1] == kind and n in r], np.float64)
+                             if n.split("/", 1)[1] == kind and _number(r.get(n))], np.float64)
         values = values[np.isfinite(values)]
         if values.size and values.min() > 0 and values.max() > 30 * values.min():
             ax.set_yscale("log")
@@ -59,6 +61,19 @@ def learning_curves(workdir: str | Path, title: str | None = None) -> list[Path]
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _per_seed(rows: list[dict], name: str) -> list[tuple[int, list]]:
+    """[(step, one value per seed)] of the rows whose per-seed values of `name` are numbers, all
+    as many as the first such row's (a ragged row cannot be drawn as lines)."""
+    found = [(r["step"], r["per_seed"][name]) for r in rows
+             if isinstance(r.get("per_seed"), dict) and isinstance(r["per_seed"].get(name), list)
+             and r["per_seed"][name] and all(_number(v) for v in r["per_seed"][name])]
+    return [(t, v) for t, v in found if len(v) == len(found[0][1])]
 
 
 # --- what models and algorithms draw ------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Where metrics go: JSON lines, TensorBoard event files, and a progress bar on stderr.
 
 The TensorBoard writer is the event-file format itself (TFRecord framing, CRC32C, the few protobuf
-fields of a scalar summary), about forty lines, so dlcore needs neither TensorFlow nor tensorboardX.
+fields of a scalar summary and of a session start), so dlcore needs neither TensorFlow nor
+tensorboardX. A damaged metrics file is read past line by line, never a traceback; a resumed run
+drops what the interrupted one logged after its checkpoint from both files.
 """
 from __future__ import annotations
 
@@ -25,26 +27,83 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line of a metrics file (a torn last line from a killed process is skipped)."""
-    out = []
-    if not Path(path).exists():
-        return out
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+def read_jsonl(path: Path, warn: bool = True) -> list[dict]:
+    """Every row of a metrics file: a JSON object with an integer `step`. A torn last line from a
+    killed process is skipped silently; any other line that is no such row (bytes that are not
+    UTF-8, a JSON list, a step that is not an integer) is skipped with one warning on stderr
+    naming the lines, so that a damaged file still draws and resumes."""
+    rows, problems = [], []
+    for _, row, problem in _scan(path):
+        if row is not None:
+            rows.append(row)
+        elif problem:
+            problems.append(problem)
+    if problems and warn:
+        _warn(f"{path}: skipped {_lines(problems)}")
+    return rows
 
 
 def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep only records with step <= last_step: a resumed run rewrites what came after."""
-    if Path(path).exists():
-        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+    """Keep only rows with step <= last_step: a resumed run rewrites what came after. Lines that
+    are no row are not silently dropped: they go to `<path>.unreadable`, with a warning."""
+    if not Path(path).exists():
+        return
+    kept, bad, problems = [], [], []
+    for raw, row, problem in _scan(path):
+        if row is not None and row["step"] <= last_step:
+            kept.append(row)
+        elif problem:
+            bad.append(raw)
+            problems.append(problem)
+    if bad:  # kept aside before the file is rewritten: nothing is lost if this is interrupted
+        aside = Path(f"{path}.unreadable")
+        with open(aside, "ab") as f:
+            f.write(b"".join(line + b"\n" for line in bad))
+        _warn(f"{path}: moved {_lines(problems)} to {aside.name}")
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def _scan(path: Path) -> list[tuple[bytes, dict | None, str | None]]:
+    """(raw line, row or None, what is wrong with it or None) for each non-blank line; a torn last
+    line (no newline after it) that does not parse is (raw, None, None)."""
+    if not Path(path).exists():
+        return []
+    lines = Path(path).read_bytes().split(b"\n")
+    out = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        row, problem = _row(raw)
+        torn = number == len(lines)  # after the last newline: killed mid-write
+        out.append((raw, row, f"line {number}: {problem}" if problem and not torn else None))
+    return out
+
+
+def _row(raw: bytes) -> tuple[dict | None, str | None]:
+    """A metrics row, or None and why not."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError:
+        return None, "not JSON"
+    if not isinstance(value, dict):
+        return None, f"a JSON {type(value).__name__}, not an object"
+    step = value.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None, f"its step is {step!r}, not an integer"
+    return value, None
+
+
+def _lines(problems: list[str]) -> str:
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return f"{len(problems)} unreadable line{'s' if len(problems) > 1 else ''} ({shown})"
+
+
+def _warn(message: str) -> None:
+    print(f"dlcore: warning: {message}", file=sys.stderr, flush=True)
 
 
 # --- one logged record -------------------------------------------------------------------------------
@@ -112,11 +171,16 @@ def _field(number: int, wire: int, payload: bytes) -> bytes:
     return key + (_varint(len(payload)) + payload if wire == 2 else payload)
 
 
+_SESSION_START = 1  # SessionLog.SessionStatus.START
+
+
 def _event(wall_time: float, step: int, file_version: str | None = None,
-           scalars: dict[str, float] | None = None) -> bytes:
+           scalars: dict[str, float] | None = None, session_start: bool = False) -> bytes:
     msg = _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(step))
     if file_version:
         msg += _field(3, 2, file_version.encode())
+    if session_start:  # Event.session_log (field 7) = SessionLog{status: START}
+        msg += _field(7, 2, _field(1, 0, _varint(_SESSION_START)))
     if scalars:
         values = b"".join(
             _field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value)))
@@ -126,13 +190,25 @@ def _event(wall_time: float, step: int, file_version: str | None = None,
 
 
 class TensorBoardWriter:
-    """Scalars to `logdir/events.out.tfevents.<time>.<host>`, readable by TensorBoard."""
+    """Scalars to `logdir/events.out.tfevents.<time>.<host>`, readable by TensorBoard.
 
-    def __init__(self, logdir: Path):
+    A resumed run must not show the steps its interrupted predecessor logged after the checkpoint
+    twice. TensorBoard's own mechanism is used: an event with a SessionLog START at step s makes
+    it drop every earlier event at step >= s, across the folder's files. start: the step the run
+    resumes from (START at start + 1, so the rows up to the checkpoint stay, as in
+    metrics.jsonl); None: if the folder already holds events, START at the first step logged
+    (exact unless the logging schedule changed between the runs). A fresh folder gets none."""
+
+    def __init__(self, logdir: Path, start: int | None = None):
         Path(logdir).mkdir(parents=True, exist_ok=True)
+        earlier = any(p.stat().st_size for p in Path(logdir).glob("events.out.tfevents.*"))
         self.path = Path(logdir) / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"
         self._f = open(self.path, "ab")
         self._record(_event(time.time(), 0, file_version="brain.Event:2"))
+        self._purge_pending = earlier and start is None
+        if earlier and start is not None:
+            self._record(_event(time.time(), start + 1, session_start=True))
+            self._f.flush()
 
     def _record(self, data: bytes) -> None:
         header = struct.pack("<Q", len(data))
@@ -141,6 +217,9 @@ class TensorBoardWriter:
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Numbers, numpy/JAX scalars and 0-d arrays are written; anything else is skipped."""
+        if self._purge_pending:  # the first step this run logs: older events from here on go
+            self._record(_event(time.time(), step, session_start=True))
+            self._purge_pending = False
         scalars = {k: f for k, f in ((k, _as_float(v)) for k, v in values.items()) if f is not None}
         self._record(_event(time.time(), step, scalars=scalars))
         self._f.flush()
@@ -159,7 +238,24 @@ def _as_float(v) -> float | None:
 
 
 def read_tensorboard(path: Path) -> list[tuple[int, str, float]]:
-    """[(step, tag, value)] from an event file, checking every CRC (used by tests and reports)."""
+    """[(step, tag, value)] from an event file, or from a folder of them read in name order as
+    TensorBoard reads them, checking every CRC (used by tests and reports). A SessionLog START at
+    step s drops the values before it at steps >= s, as TensorBoard does."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.name.startswith("events.out.tfevents.")) \
+        if path.is_dir() else [path]
+    out = []
+    for file in files:
+        for data in _records(file):
+            step, scalars, start = _parse_event(data)
+            if start:
+                out = [e for e in out if e[0] < step]
+            out.extend(scalars)
+    return out
+
+
+def _records(path: Path) -> list[bytes]:
+    """The TFRecord payloads of one file; ValueError naming the byte where a CRC fails."""
     raw, out, pos = Path(path).read_bytes(), [], 0
     while pos < len(raw):
         header = raw[pos:pos + 8]
@@ -169,7 +265,7 @@ def read_tensorboard(path: Path) -> list[tuple[int, str, float]]:
         data = raw[pos + 12:pos + 12 + n]
         if struct.unpack("<I", raw[pos + 12 + n:pos + 16 + n])[0] != _masked_crc(data):
             raise ValueError(f"{path}: bad data CRC at byte {pos}")
-        out.extend(_parse_event(data))
+        out.append(data)
         pos += 16 + n
     return out
 
@@ -203,16 +299,19 @@ def _read_varint(msg: bytes, pos: int) -> tuple[int, int]:
             return result, pos
 
 
-def _parse_event(data: bytes) -> list[tuple[int, str, float]]:
+def _parse_event(data: bytes) -> tuple[int, list[tuple[int, str, float]], bool]:
+    """(step, [(step, tag, value)] of its scalars, whether it is a SessionLog START)."""
     fields = list(_parse(data))
     step = next((v for f, _, v in fields if f == 2), 0)
-    out = []
-    for f, _, summary in fields:
+    out, start = [], False
+    for f, _, payload in fields:
         if f == 5:
-            for _, _, value in _parse(summary):
+            for _, _, value in _parse(payload):
                 kv = {fn: v for fn, _, v in _parse(value)}
                 out.append((step, kv[1].decode(), struct.unpack("<f", kv[2])[0]))
-    return out
+        elif f == 7:
+            start = any(fn == 1 and v == _SESSION_START for fn, _, v in _parse(payload))
+    return step, out, start
 
 
 # --- progress bar ---------------------------------------------------------------------------------

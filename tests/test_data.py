@@ -197,9 +197,9 @@ def splits_of(x, y, xt, yt):
 
 def test_check_arrays_spec_and_dtypes():
     s = splits_of(np.arange(12, dtype=np.uint8).reshape(3, 4), np.array([0, 4, 1], np.int64),
-                  np.zeros((2, 4), np.float64), np.array([6, 0]))
-    spec = check_arrays(s, "toy")
-    assert spec == {"input_shape": (4,), "num_outputs": 7, "task": "classification"}
+                  np.zeros((2, 4), np.float64), np.array([4, 0]))
+    spec = check_arrays(s, "toy")  # the classes are the training labels' (0..4)
+    assert spec == {"input_shape": (4,), "num_outputs": 5, "task": "classification"}
     assert s["train"]["x"].dtype == np.float32 and s["train"]["y"].dtype == np.int32
     assert s["test"]["x"].dtype == np.float32
     np.testing.assert_array_equal(s["train"]["x"][1], [4, 5, 6, 7])
@@ -460,7 +460,7 @@ def write_mnist(folder, n_train=3, n_test=2, n_train_labels=None):
     tr = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
     te = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
     ytr = rng.integers(0, 10, n_train_labels or n_train, dtype=np.uint8)
-    yte = rng.integers(0, 10, n_test, dtype=np.uint8)
+    yte = rng.integers(0, ytr.max() + 1, n_test, dtype=np.uint8)  # within the training classes
     folder.mkdir(exist_ok=True)
     for name, arr in (("train-images-idx3-ubyte", tr), ("train-labels-idx1-ubyte", ytr),
                       ("t10k-images-idx3-ubyte", te), ("t10k-labels-idx1-ubyte", yte)):

@@ -35,6 +35,11 @@ def _is_module_like(src) -> bool:
     return hasattr(src, "load") and not inspect.isfunction(src) and not isinstance(src, Data)
 
 
+def _own(src) -> bool:
+    """Whether `src` is one of dlcore's own data sources."""
+    return str(getattr(src, "__module__", None) or getattr(src, "__name__", "")).startswith("dlcore.")
+
+
 def defaults(name: Any) -> dict:
     """The full `data` section of source `name`."""
     from dlcore.data import arrays
@@ -55,7 +60,19 @@ def load(cfg: dict) -> Data:
     src = source(cfg["name"])
     if isinstance(src, Data):
         return src
-    out = src.load(cfg) if _is_module_like(src) else src(cfg)
+    try:
+        out = src.load(cfg) if _is_module_like(src) else src(cfg)
+    except MemoryError as e:  # sizes in the section beyond this machine: a setting, not a bug
+        raise ConfigError(f"config section 'data' ({names.reference(cfg['name'])}): not enough "
+                          f"memory to build the data ({e}); lower its sizes") from None
+    except ConfigError:
+        raise
+    except Exception as e:
+        if _own(src):  # a failure of dlcore's own source is a bug: its traceback is wanted
+            raise
+        # a source of yours failed on this section or its files: where, in one line
+        raise ConfigError(f"config key 'data.name': {names.reference(cfg['name'])} raised "
+                          f"{names.where(e)}") from None
     if isinstance(out, dict) and "x" in out:
         return arrays.from_arrays(out, cfg)
     if not isinstance(out, Data):

@@ -29,11 +29,12 @@ def arrays(cfg: dict) -> dict[str, np.ndarray]:
     data_seed (default 0). x: [n, T, 2] float32, y: [n, 1] float32.
     """
     t = cfg.get("seq_len", 100)
-    check(type(t) is int and t >= 2, "data.seq_len", f"must be an integer >= 2; got {t}")
+    check(type(t) is int and t >= 2, "data.seq_len", f"must be an integer >= 2; got {t!r}")
     sizes = {"train_size": cfg.get("train_size", 20000), "test_size": cfg.get("test_size", 2000)}
     for key, n in sizes.items():
-        check(type(n) is int and n > 0, f"data.{key}", f"must be a positive integer; got {n}")
+        check(type(n) is int and n > 0, f"data.{key}", f"must be a positive integer; got {n!r}")
     seed = cfg.get("data_seed", 0)
+    check(type(seed) is int and seed >= 0, "data.data_seed", f"must be an integer >= 0; got {seed!r}")
 
     def make(n, stream):  # train and test from separate streams: sizes do not change each other
         rng = np.random.default_rng([seed, stream])

@@ -12,9 +12,11 @@ Keys of a section (`defaults()`):
     augment_shift, augment_noise   random circular shifts along the first axis and Gaussian noise,
                                    applied to training batches only (dlcore.data.augment)
 
-Integer targets make a classification task (labels 0..C-1; num_outputs C), float targets a
-regression (num_outputs d). Every split is checked before anything compiles: shapes, dtypes,
-counts, NaN/Inf, negative labels; a ConfigError names the split and the problem.
+Integer targets make a classification task (labels 0..C-1; num_outputs C, C from the training
+labels), float targets a regression (num_outputs d). Every split is checked when it is loaded,
+before anything is written or compiled: shapes, dtypes, counts, NaN/Inf and values float32 cannot
+hold, labels that are negative, outside the training split's classes or no class indices at all;
+a ConfigError names the data (a file's path), the split and the problem.
 """
 from __future__ import annotations
 
@@ -46,23 +48,29 @@ def arrays(x, y, x_test=None, y_test=None, **cfg) -> Data:
 
 
 def from_arrays(a: dict, cfg: dict, name: str | None = None) -> Data:
-    """Check, split and describe arrays; the batch is {'x', 'y'} at each step."""
+    """Check, split and describe arrays; the batch is {'x', 'y'} at each step. name: what
+    messages call the data (a file's path for data read from one)."""
     name = name or str(cfg.get("name", "arrays"))
+    if not isinstance(a, dict):
+        raise ConfigError(f"data '{name}': expected a dict of arrays {{'x', 'y'[, 'x_test', "
+                          f"'y_test']}}; got {type(a).__name__}")
     for key in ("x", "y"):
         if key not in a:
-            raise ConfigError(f"data '{name}': no '{key}' array (found {sorted(a)})")
+            raise ConfigError(f"data '{name}': no '{key}' array (found {sorted(map(str, a))})")
     if ("x_test" in a) != ("y_test" in a):
         raise ConfigError(f"data '{name}': 'x_test' and 'y_test' come together (found {sorted(a)})")
-    x, y = np.asarray(a["x"]), np.asarray(a["y"])
-    if "x_test" in a:
-        splits = {"train": {"x": x, "y": y}, "test": {"x": np.asarray(a["x_test"]),
-                                                      "y": np.asarray(a["y_test"])}}
-    else:
-        splits = _split_off_test(x, y, cfg, name)
-    spec = check_arrays(splits, name)
+    given = {k: _as_array(a[k], k, name) for k in ("x", "y", "x_test", "y_test") if k in a}
+    if "x_test" in given:
+        splits = {"train": {"x": given["x"], "y": given["y"]},
+                  "test": {"x": given["x_test"], "y": given["y_test"]}}
+        spec = check_arrays(splits, name)
+    else:  # every example is checked before the labels decide a stratified split
+        whole = {"train": {"x": given["x"], "y": given["y"]}}
+        spec = check_arrays(whole, name)
+        splits = _split_off_test(whole["train"]["x"], whole["train"]["y"], cfg, name)
     vf = cfg.get("validation_fraction", 0.0)
-    check(isinstance(vf, (int, float)) and 0.0 <= vf < 1.0, "data.validation_fraction",
-          f"must be in [0, 1); got {vf}")
+    check(_is_number(vf) and 0.0 <= vf < 1.0, "data.validation_fraction",
+          f"must be in [0, 1); got {vf!r}")
     if vf > 0:  # the last fraction of the training set, so the test set stays untouched
         n_val = max(1, int(round(len(splits["train"]["x"]) * vf)))
         check(n_val < len(splits["train"]["x"]), "data.validation_fraction",
@@ -73,10 +81,26 @@ def from_arrays(a: dict, cfg: dict, name: str | None = None) -> Data:
     n = len(splits["train"]["x"])
     bs = cfg.get("batch_size")
     check(isinstance(bs, int) and not isinstance(bs, bool) and bs > 0, "data.batch_size",
-          f"must be a positive integer; got {bs}")
+          f"must be a positive integer; got {bs!r}")
     check(bs <= n, "data.batch_size", f"{bs} is larger than the {n} training examples")
     return Data({k: splits[k] for k in ("train", "validation", "test") if k in splits},
                 {**spec, "num_examples": n}, sampler(cfg))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_array(value, key: str, name: str) -> np.ndarray:
+    """np.asarray, with a ragged list or an object that is no array named in one line."""
+    try:
+        out = np.asarray(value)
+    except (ValueError, TypeError) as e:  # e.g. lists of different lengths
+        raise ConfigError(f"data '{name}': '{key}' is not an array ({e})") from None
+    if out.dtype == object:
+        raise ConfigError(f"data '{name}': '{key}' holds Python objects (dtype object), not "
+                          "numbers")
+    return out
 
 
 def sampler(cfg: dict):
@@ -97,66 +121,135 @@ def sampler(cfg: dict):
 
 
 def _split_off_test(x, y, cfg: dict, name: str) -> dict:
-    """A test split of `test_fraction` of the examples (stratified for class labels)."""
+    """A test split of `test_fraction` of the examples (stratified for class labels); x and y are
+    checked already (check_arrays)."""
     from sklearn.model_selection import train_test_split
     tf = cfg.get("test_fraction")
     if tf is None:
         raise ConfigError(f"data '{name}' has no test split ('x_test', 'y_test') and its section "
                           "has no data.test_fraction to make one")
-    check(isinstance(tf, (int, float)) and 0.0 < tf < 1.0, "data.test_fraction",
-          f"must be in (0, 1) when the data has no test split; got {tf}")
-    if len(x) != len(y):
-        raise ConfigError(f"data '{name}': {len(x)} inputs but {len(y)} targets")
+    check(_is_number(tf) and 0.0 < tf < 1.0, "data.test_fraction",
+          f"must be in (0, 1) when the data has no test split; got {tf!r}")
+    seed = cfg.get("split_seed", 0)
+    check(type(seed) is int and 0 <= seed < 2**32, "data.split_seed",
+          f"must be an integer in [0, 2**32); got {seed!r}")
     labels = np.issubdtype(y.dtype, np.integer)
+    if labels:  # sklearn's own message lists every class; name the first one instead
+        counts = np.bincount(y)
+        lonely = np.flatnonzero((counts > 0) & (counts < 2))
+        if lonely.size:
+            raise ConfigError(f"data '{name}': class {lonely[0]} has a single example "
+                              f"({lonely.size} classes do); a stratified test split "
+                              "(data.test_fraction) needs two of each, or give x_test and y_test")
     try:
-        xt, xs, yt, ys = train_test_split(x, y, test_size=tf, random_state=cfg.get("split_seed", 0),
+        xt, xs, yt, ys = train_test_split(x, y, test_size=tf, random_state=seed,
                                           stratify=y if labels else None)
-    except ValueError as e:  # too few examples of a class to stratify, or to split at all
+    except ValueError as e:  # too few examples to split at all, or fewer than classes
         raise ConfigError(f"config key 'data.test_fraction': cannot split data '{name}' ({e})") from None
     return {"train": {"x": xt, "y": yt}, "test": {"x": xs, "y": ys}}
 
 
 def check_arrays(splits: dict, name: str) -> dict:
-    """Shapes, dtypes and finiteness of every split (converted in place to float32 inputs and
-    int32 labels or float32 targets); returns the spec. ConfigError names the problem."""
+    """Shapes, dtypes, values and labels of every split, converted in place to float32 inputs and
+    int32 labels or float32 targets; returns the spec. ConfigError names the split and problem.
+
+    splits: {'train': {'x': [n, ...], 'y': [n] or [n, ...]}, other splits alike}. Integer targets
+    are class labels 0..C-1 with C taken from the training split alone: a test label outside it
+    would silently widen the output layer.
+    """
     x, y = np.asarray(splits["train"]["x"]), np.asarray(splits["train"]["y"])
     classification = np.issubdtype(y.dtype, np.integer)
     for split, d in splits.items():
         xs, ys = np.asarray(d["x"]), np.asarray(d["y"])
-        if xs.ndim == 0 or ys.ndim == 0:
-            raise ConfigError(f"data '{name}' {split}: inputs and targets need a leading example "
-                              f"axis; got shapes {xs.shape} and {ys.shape}")
-        if len(xs) != len(ys):
-            raise ConfigError(f"data '{name}' {split}: {len(xs)} inputs but {len(ys)} targets")
-        if len(xs) == 0:
-            raise ConfigError(f"data '{name}' {split}: no examples")
-        if xs.shape[1:] != x.shape[1:]:
-            raise ConfigError(f"data '{name}' {split}: inputs of shape {xs.shape[1:]}, "
-                              f"train has {x.shape[1:]}")
-        if ys.shape[1:] != y.shape[1:]:
-            raise ConfigError(f"data '{name}' {split}: targets of shape {ys.shape[1:]}, "
-                              f"train has {y.shape[1:]}")
-        if not (np.issubdtype(xs.dtype, np.floating) or np.issubdtype(xs.dtype, np.integer)
-                or xs.dtype == bool):
-            raise ConfigError(f"data '{name}' {split}: inputs of dtype {xs.dtype} are not numeric")
-        if not np.all(np.isfinite(xs)):
-            raise ConfigError(f"data '{name}' {split}: inputs contain NaN or Inf")
+        at = f"data '{name}' {split}"
+        names = ("x", "y") if split == "train" else (f"x_{split}", f"y_{split}")
+        _check_layout(xs, ys, x, y, at)
+        if ys.dtype == bool:
+            raise ConfigError(f"{at}: targets of dtype bool; class labels must be integers "
+                              "0..C-1 (y.astype(int)), regression targets floats")
         if not (np.issubdtype(ys.dtype, np.floating) or np.issubdtype(ys.dtype, np.integer)):
-            raise ConfigError(f"data '{name}' {split}: targets of dtype {ys.dtype} are not numeric")
-        if np.issubdtype(ys.dtype, np.floating) and not np.all(np.isfinite(ys)):
-            raise ConfigError(f"data '{name}' {split}: targets contain NaN or Inf")
+            raise ConfigError(f"{at}: targets of dtype {ys.dtype} are not numeric")
         if np.issubdtype(ys.dtype, np.integer) != classification:
-            raise ConfigError(f"data '{name}' {split}: targets of dtype {ys.dtype}, train has "
+            raise ConfigError(f"{at}: targets of dtype {ys.dtype}, train has "
                               f"{y.dtype} (integer labels are classes, floats regression targets)")
-        if classification and ys.ndim != 1:
-            raise ConfigError(f"data '{name}' {split}: class labels must be [n]; got {ys.shape}")
-        if classification and ys.min() < 0:
-            raise ConfigError(f"data '{name}' {split}: negative class label {ys.min()}")
-        d["x"] = xs.astype(np.float32)
-        d["y"] = ys.astype(np.int32) if classification else ys.astype(np.float32)
+        if classification:
+            _check_labels(ys, at)
+        d["x"] = _float32(xs, f"{at}: inputs", names[0])
+        d["y"] = ys if classification else _float32(ys, f"{at}: targets", names[1])
     if classification:
-        num_outputs = int(max(d["y"].max() for d in splits.values())) + 1
+        num_outputs = class_count(splits["train"]["y"], f"data '{name}' train")
+        for split, d in splits.items():
+            _check_in_classes(d["y"], num_outputs, f"data '{name}' {split}")
+            d["y"] = d["y"].astype(np.int32)  # safe now: every label is below num_outputs
     else:
         num_outputs = int(np.prod(y.shape[1:])) if y.ndim > 1 else 1
     return {"input_shape": tuple(x.shape[1:]), "num_outputs": num_outputs,
             "task": "classification" if classification else "regression"}
+
+
+def _check_layout(xs: np.ndarray, ys: np.ndarray, x: np.ndarray, y: np.ndarray, at: str) -> None:
+    """One split's shapes against the training split's, and its input dtype."""
+    if xs.ndim == 0 or ys.ndim == 0:
+        raise ConfigError(f"{at}: inputs and targets need a leading example axis; got shapes "
+                          f"{xs.shape} and {ys.shape}")
+    if len(xs) != len(ys):
+        raise ConfigError(f"{at}: {len(xs)} inputs but {len(ys)} targets")
+    if len(xs) == 0:
+        raise ConfigError(f"{at}: no examples")
+    if xs.shape[1:] != x.shape[1:]:
+        raise ConfigError(f"{at}: inputs of shape {xs.shape[1:]}, train has {x.shape[1:]}")
+    if ys.shape[1:] != y.shape[1:]:
+        raise ConfigError(f"{at}: targets of shape {ys.shape[1:]}, train has {y.shape[1:]}")
+    if 0 in xs.shape[1:]:
+        raise ConfigError(f"{at}: inputs of shape {xs.shape[1:]} hold no values")
+    if not (np.issubdtype(xs.dtype, np.floating) or np.issubdtype(xs.dtype, np.integer)
+            or xs.dtype == bool):
+        raise ConfigError(f"{at}: inputs of dtype {xs.dtype} are not numeric")
+
+
+def _check_labels(ys: np.ndarray, at: str) -> None:
+    """Class labels: [n] and not negative (their range is checked against the training split)."""
+    if ys.ndim != 1:
+        raise ConfigError(f"{at}: class labels must be [n]; got {ys.shape} (integer labels are "
+                          "class indices 0..C-1: one-hot rows are y.argmax(-1); regression "
+                          "targets are floats, y.astype(float))")
+    if ys.min() < 0:
+        raise ConfigError(f"{at}: negative class label {ys.min()}; labels must be class indices "
+                          "0..C-1")
+
+
+def class_count(y: np.ndarray, at: str) -> int:
+    """C = largest training label + 1, refused when most of 0..C-1 never occurs (more missing
+    classes than present ones, and more than a small data set may lack): labels that are not
+    indices (years, ids, a stray 2e9) would make an absurd output layer (2e9 units: 128 GB)."""
+    top, distinct = int(y.max()), len(np.unique(y))
+    missing = top + 1 - distinct
+    if missing > max(distinct, 10):
+        raise ConfigError(f"{at}: labels run up to {top} but only {distinct} distinct values "
+                          f"occur, so {missing} of {top + 1} classes would never be seen; labels "
+                          "must be class indices 0..C-1 (np.unique(y, return_inverse=True)[1] "
+                          "maps them there)")
+    return top + 1
+
+
+def _check_in_classes(ys: np.ndarray, num_classes: int, at: str) -> None:
+    """Every label of a split within the training split's classes 0..num_classes-1."""
+    outside = ys[ys >= num_classes]
+    if outside.size:
+        raise ConfigError(f"{at}: label {int(outside.max())} is outside the {num_classes} "
+                          f"classes of the training labels (0..{num_classes - 1}); "
+                          f"{outside.size} example(s) have such labels")
+
+
+def _float32(a: np.ndarray, at: str, key: str) -> np.ndarray:
+    """`a` as float32, refusing NaN/Inf and finite values float32 cannot hold (1e300 would become
+    Inf and surface much later as a diverged loss)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(np.float32)
+    if np.all(np.isfinite(out)):
+        return out
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"{at} contain NaN or Inf (array '{key}')")
+    big = float(np.max(np.abs(a.astype(np.float64))))
+    raise ConfigError(f"{at} overflow float32 (array '{key}'): magnitudes up to {big:.3g}, the "
+                      f"largest float32 is {float(np.finfo(np.float32).max):.3g}; rescale them")

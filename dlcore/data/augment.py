@@ -6,6 +6,8 @@ and additive Gaussian noise. Evaluation never augments.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -15,10 +17,11 @@ from dlcore.config import check
 def validate(cfg: dict) -> None:
     """ConfigError for a negative or ill-typed `data.augment_shift` / `data.augment_noise`."""
     shift, noise = cfg.get("augment_shift", 0), cfg.get("augment_noise", 0.0)
-    check(type(shift) is int and shift >= 0, "data.augment_shift",
-          f"must be an integer >= 0 (largest shift in steps); got {shift}")
-    check(type(noise) in (int, float) and noise >= 0, "data.augment_noise",
-          f"must be >= 0 (noise standard deviation); got {noise}")
+    # shifts are drawn as int32 inside the step: a larger bound would overflow there
+    check(type(shift) is int and 0 <= shift < 2**31 - 1, "data.augment_shift",
+          f"must be an integer >= 0 (largest shift in steps); got {shift!r}")
+    check(type(noise) in (int, float) and math.isfinite(noise) and noise >= 0, "data.augment_noise",
+          f"must be a finite number >= 0 (noise standard deviation); got {noise!r}")
 
 
 def shift_and_noise(x: jax.Array, key: jax.Array, max_shift: int, noise: float) -> jax.Array:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +36,37 @@ def load_npz(path: str | Path, required: tuple[str, ...]) -> dict[str, np.ndarra
     """Read an .npz with pickles refused; ConfigError naming the file if it is unreadable."""
     try:
         with open(path, "rb") as fh:  # our own handle: np.load leaks its own on a corrupt zip
-            loaded = np.load(fh, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
-                raise ValueError("it holds a single array, not named arrays")
-            with loaded as f:
+            _check_kind(fh.read(8))
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ConfigError(f"data file {path} does not exist") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"data file {path} is not a readable .npz file ({e})") from None
+    except _NotNpz as e:
+        raise ConfigError(f"data file {path} is not a readable .npz file: {e}") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError,
+            NotImplementedError) as e:  # a damaged archive or array header, an odd compression
+        raise ConfigError(f"data file {path} is not a readable .npz file ({type(e).__name__}: "
+                          f"{e})") from None
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ConfigError(f"data file {path} lacks the arrays {missing}; it has {sorted(arrays)}")
     return arrays
+
+
+class _NotNpz(Exception):
+    """The file is of another kind altogether (its first bytes say which)."""
+
+
+def _check_kind(head: bytes) -> None:
+    """_NotNpz unless `head` starts a zip archive (an .npz is one): np.load would call anything
+    else a pickle."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return
+    if head.startswith(b"\x93NUMPY"):
+        raise _NotNpz("it holds a single array (.npy), not named arrays; np.savez(path, x=..., "
+                      "y=...) writes an .npz")
+    if head[:1] == b"\x80" or not head:
+        raise _NotNpz("it is empty" if not head else
+                      "it looks like a Python pickle, which dlcore never loads")
+    raise _NotNpz(f"it does not start as a zip archive does (first bytes {head!r})")

@@ -17,7 +17,7 @@ def defaults() -> dict:
 
 
 def load(cfg: dict):
-    return array_data.from_arrays(arrays(cfg), cfg, "cifar10_binary")
+    return array_data.from_arrays(arrays(cfg), cfg, str(file_path(cfg)))  # messages name the folder
 
 
 def arrays(cfg: dict) -> dict[str, np.ndarray]:
@@ -33,7 +33,10 @@ def arrays(cfg: dict) -> dict[str, np.ndarray]:
             p = root / name
             if not p.is_file():
                 raise ConfigError(f"CIFAR-10 file {p} does not exist")
-            raw = np.frombuffer(p.read_bytes(), np.uint8)
+            try:
+                raw = np.frombuffer(p.read_bytes(), np.uint8)
+            except OSError as e:
+                raise ConfigError(f"CIFAR-10 file {p} is unreadable ({e.strerror})") from None
             if raw.size == 0 or raw.size % 3073:
                 raise ConfigError(f"CIFAR-10 file {p}: {raw.size} bytes is not a whole number "
                                   "of 3073-byte records")

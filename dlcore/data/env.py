@@ -28,10 +28,14 @@ def load(cfg: dict) -> Data:
               "optimised CPU scheduler, which deadlocks some RL programs; set XLA_FLAGS="
               f"{rl.GUARD_FLAG} before importing jax (README: 'A deadlock guard'). A hung "
               "run is ended after loop.watchdog_seconds.", file=sys.stderr, flush=True)
+    check(isinstance(cfg.get("env"), str), "data.env",
+          f"must be an environment id such as 'CartPole-v1'; got {cfg.get('env')!r}")
     env, params = envs.make(cfg["env"])  # ConfigError for an unknown id, before anything compiles
     for key in ("num_envs", "eval_episodes"):
-        check(isinstance(cfg.get(key), int) and cfg[key] > 0, f"data.{key}",
-              f"must be a positive integer; got {cfg.get(key)}")
+        check(type(cfg.get(key)) is int and cfg[key] > 0, f"data.{key}",
+              f"must be a positive integer; got {cfg.get(key)!r}")
+    check(type(cfg.get("eval_seed")) is int, "data.eval_seed",
+          f"must be an integer; got {cfg.get('eval_seed')!r}")
     spec = {**rl.env_spec(cfg["env"], env.observation_space(params), env.action_space(params),
                           cfg["num_envs"]),
             "max_steps": int(params.max_steps_in_episode), "eval_seed": int(cfg["eval_seed"])}

@@ -46,6 +46,8 @@ def episodic(splits: dict, cfg: dict):
     for key in ("batch_size", "eval_tasks", "eval_chunk"):
         _check(type(cfg[key]) is int and cfg[key] > 0, f"data.{key}",
                f"must be a positive integer; got {cfg[key]!r}")
+    _check(type(cfg["eval_seed"]) is int, "data.eval_seed",
+           f"must be an integer; got {cfg['eval_seed']!r}")
     n, chunk = cfg["eval_tasks"], min(cfg["eval_chunk"], cfg["eval_tasks"])
 
     def tasks(split, i):

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from dlcore.config import check
 from dlcore.data import arrays as array_data
 from dlcore.data.cache import cache_path, load_npz, save_npz
 
@@ -35,6 +36,44 @@ def generate(args: dict) -> dict[str, np.ndarray]:
             "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int32)}
 
 
+def check_args(args: dict) -> None:
+    """ConfigError for a generator argument the reference generator would crash on, loop on, or
+    turn into an empty split (it checks none of them)."""
+    def integer(key, low, what=""):
+        v = args[key]
+        check(type(v) is int and v >= low, f"data.{key}",
+              f"must be an integer >= {low}{what}; got {v!r}")
+
+    def number(key, low=0.0):
+        v = args[key]
+        check(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+              and v >= low, f"data.{key}", f"must be a number >= {low}; got {v!r}")
+
+    integer("num_samples", 10, " (the generator makes num_samples // 10 examples per class)")
+    for key in ("template_len", "max_translation", "final_seq_length"):
+        integer(key, 1)
+    for key in ("scale_coeff", "corr_noise_scale", "iid_noise_scale", "shear_scale"):
+        number(key)
+    ts = args["train_split"]
+    check(isinstance(ts, (int, float)) and not isinstance(ts, bool) and 0 < ts < 1,
+          "data.train_split", f"must be a fraction in (0, 1); got {ts!r}")
+    n = 10 * (args["num_samples"] // 10)
+    check(n * args["final_seq_length"] < 2**31, "data.num_samples",
+          f"{n:,} sequences of data.final_seq_length {args['final_seq_length']} are more values "
+          "than one array can index (2**31)")
+    check(0 < int(n * ts) < n, "data.train_split",
+          f"{ts} of {n} examples leaves the train or the test split empty")
+    pad = args["padding"]
+    check(isinstance(pad, (list, tuple)) and len(pad) == 2
+          and all(type(p) is int and p >= 0 for p in pad) and pad[0] <= pad[1], "data.padding",
+          f"must be two integers 0 <= low <= high (zeros appended to a template); got {pad!r}")
+    check(isinstance(args["shuffle_seq"], bool), "data.shuffle_seq",
+          f"must be true or false; got {args['shuffle_seq']!r}")
+    seed = args["seed"]
+    check(type(seed) is int and 0 <= seed < 2**32, "data.seed",
+          f"must be an integer in [0, 2**32); got {seed!r}")
+
+
 def defaults() -> dict:
     """The `data` section: every generator argument, and the keys of array data."""
     return {**GENERATOR_ARGS, **array_data.defaults()}
@@ -48,6 +87,7 @@ def load(cfg: dict):
 def arrays(cfg: dict) -> dict[str, np.ndarray]:
     """The arrays for the generator arguments found in `cfg` (other keys are ignored)."""
     args = {k: cfg.get(k, v) for k, v in GENERATOR_ARGS.items()}
+    check_args(args)
     args["padding"] = tuple(args["padding"])
     digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_path(f"mnist1d-{digest}.npz")

@@ -23,7 +23,7 @@ def defaults() -> dict:
 
 
 def load(cfg: dict):
-    return array_data.from_arrays(arrays(cfg), cfg, "npz")
+    return array_data.from_arrays(arrays(cfg), cfg, str(file_path(cfg)))  # messages name the file
 
 
 def arrays(cfg: dict) -> dict:
@@ -33,7 +33,8 @@ def arrays(cfg: dict) -> dict:
 
 
 def file_path(cfg: dict) -> Path:
-    if not cfg.get("path"):
+    path = cfg.get("path")
+    if not path or not isinstance(path, (str, Path)):
         raise ConfigError(f"config key 'data.path' must name the file or folder for data "
-                          f"'{cfg.get('name')}'")
-    return Path(cfg["path"]).expanduser()
+                          f"'{cfg.get('name')}'" + (f"; got {path!r}" if path else ""))
+    return Path(path).expanduser()

@@ -42,9 +42,11 @@ def ranges(cfg: dict) -> dict:
     """The amplitude, phase and x ranges of `cfg`, checked: each a pair (low, high), low < high."""
     out = {}
     for name, default in DEFAULTS.items():
-        r = tuple(cfg.get(name, default))
-        check(len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and r[0] < r[1],
-              f"data.{name}", f"must be a pair [low, high] with low < high; got {list(r)}")
+        r = cfg.get(name, default)
+        check(isinstance(r, (list, tuple)) and len(r) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      for v in r) and r[0] < r[1],
+              f"data.{name}", f"must be a pair [low, high] of numbers with low < high; got {r!r}")
         out[name] = tuple(float(v) for v in r)
     return out
 
@@ -66,9 +68,16 @@ def load(cfg: dict):
     for key in ("batch_size", "k_shot", "q_query", "eval_tasks", "eval_query", "eval_chunk"):
         check(type(cfg[key]) is int and cfg[key] > 0, f"data.{key}",
               f"must be a positive integer; got {cfg[key]!r}")
+    check(type(cfg["eval_seed"]) is int, "data.eval_seed",
+          f"must be an integer; got {cfg['eval_seed']!r}")
     r = ranges(cfg)
     n, chunk = cfg["eval_tasks"], min(cfg["eval_chunk"], cfg["eval_tasks"])
     padded = -(-n // chunk) * chunk  # whole chunks; the evaluation scores the first n
+    # XLA aborts the process (no exception) on an array it cannot allocate or index with int32
+    for tasks, points in (("eval_tasks", "eval_query"), ("batch_size", "q_query")):
+        size = (padded if tasks == "eval_tasks" else cfg[tasks]) * (cfg["k_shot"] + cfg[points])
+        check(size < 2**31, f"data.{tasks}", f"{cfg[tasks]:,} tasks of data.k_shot + data.{points} "
+              f"points make {size:,} values, more than one array can index (2**31)")
     test = sample_batch(jax.random.key(cfg["eval_seed"]), padded, cfg["k_shot"],
                         cfg["eval_query"], **r)
 

@@ -152,8 +152,10 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int) -> CNN:
           f"{[len(v) for v in lists]}")
     pad = cfg["padding"]
     pad = int(pad) if isinstance(pad, str) and pad.isdigit() else pad  # from --set
-    check(pad in ("SAME", "VALID") or (isinstance(pad, int) and pad >= 0), "model.padding",
+    check(pad in ("SAME", "VALID") or (type(pad) is int and 0 <= pad < 2**31), "model.padding",
           f"must be SAME, VALID or an integer >= 0; got {pad!r}")
+    check(type(cfg["pool_size"]) is int and 0 < cfg["pool_size"] < 2**31, "model.pool_size",
+          f"must be a positive integer (the pooling window and stride); got {cfg['pool_size']!r}")
     return CNN(num_outputs=num_outputs, dims=cfg["dims"], channels=lists[0],
                kernel_sizes=lists[1], strides=lists[2], padding=pad, pool=cfg["pool"],
                pool_size=cfg["pool_size"], residual=cfg["residual"],

@@ -120,6 +120,6 @@ def positive_ints(cfg: dict, key: str, allow_empty: bool = False) -> tuple:
     """cfg[key] as a tuple of positive integers; ConfigError naming model.<key> otherwise."""
     value = cfg[key]
     ok = isinstance(value, (list, tuple)) and (allow_empty or len(value) > 0) and all(
-        type(v) is int and v > 0 for v in value)
-    check(ok, f"model.{key}", f"must be a list of positive integers; got {value!r}")
+        type(v) is int and 0 < v < 2**31 for v in value)  # XLA's shapes are int32 here
+    check(ok, f"model.{key}", f"must be a list of positive integers (below 2^31); got {value!r}")
     return tuple(value)

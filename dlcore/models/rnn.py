@@ -188,8 +188,8 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int) -> RNN:
     one_of(cfg["cell"], "model.cell", tuple(GATES))
     one_of(cfg["head"], "model.head", HEADS)
     for key in ("hidden_size", "layers", "unroll"):
-        check(isinstance(cfg[key], int) and cfg[key] > 0, f"model.{key}",
-              f"must be a positive integer; got {cfg[key]}")
+        check(type(cfg[key]) is int and 0 < cfg[key] < 2**31, f"model.{key}",
+              f"must be a positive integer (below 2^31); got {cfg[key]!r}")
     return RNN(num_outputs=num_outputs, cell=cfg["cell"], hidden_size=cfg["hidden_size"],
                layers=cfg["layers"], bidirectional=cfg["bidirectional"], head=cfg["head"],
                dropout=cfg["dropout"], initializer=one_of(cfg["init"], "model.init", KERNEL_INITS),
