@@ -37,16 +37,16 @@ def manager(directory: Path, keep: int, best_metric: str | None,
     """A CheckpointManager keeping the `keep` newest checkpoints and the best by `best_metric`."""
     directory = Path(directory).resolve()
     _set_aside_incomplete(directory)
+    best = (lambda m: m[best_metric]) if best_metric else None
     policies = [cm.LatestN(n=keep)]
-    if best_metric:
-        policies.append(cm.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
-                                 reverse=best_mode == "min",
+    if best:
+        policies.append(cm.BestN(get_metric_fn=best, n=1, reverse=best_mode == "min",
                                  keep_checkpoints_without_metrics=False))
     # best_fn as well as the policy: without it orbax does not write the metrics beside the
     # checkpoint, and a resumed run no longer knows which one was best.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=cm.AnyPreservationPolicy(policies), create=True,
-        best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode=best_mode,
+        best_fn=best, best_mode=best_mode,
         keep_checkpoints_without_metrics=False,
         cleanup_tmp_directories=True, enable_async_checkpointing=True)
     return ocp.CheckpointManager(directory, options=options,

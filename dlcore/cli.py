@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import warnings
-from pathlib import Path, PurePath
+from pathlib import Path, PurePosixPath
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +134,9 @@ def default_workdir(experiment: str, quick: bool, seeds: int, overrides: list[st
     parts = [p for p in ("quick" if quick else "", f"seeds{seeds}" if seeds > 1 else "") if p]
     if overrides:
         parts.append(hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6])
-    inside = [p for p in PurePath(experiment.replace("\\", "/")).parts
-              if p not in ("..", ".") and p != PurePath(experiment).anchor and p.strip("/")]
-    return Path("runs", *(inside or ["run"])[:-1],
-                (inside or ["run"])[-1] + kind + "".join(f"-{p}" for p in parts))
+    inside = [p for p in PurePosixPath(experiment.replace("\\", "/")).parts
+              if p not in ("/", "..")] or ["run"]
+    return Path("runs", *inside[:-1], inside[-1] + kind + "".join(f"-{p}" for p in parts))
 
 
 def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:

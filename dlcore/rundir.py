@@ -46,7 +46,7 @@ NOT_COMPARED = ("loop.steps", "loop.log_every", "loop.eval_every", "loop.checkpo
 @contextlib.contextmanager
 def claimed(workdir: Path, record: dict, fresh: bool = False):
     """Hold `workdir` for this process while the block runs: locked, proved writable, and holding
-    no different run (`prepare`). fresh: first move an existing directory aside to
+    no different run (`_check`). fresh: first move an existing directory aside to
     <workdir>.old-<time> (under its lock, so a run in progress there is never moved)."""
     workdir = Path(workdir)
     if fresh and workdir.exists() and any(workdir.iterdir()):
@@ -54,17 +54,13 @@ def claimed(workdir: Path, record: dict, fresh: bool = False):
             aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(str(workdir), str(aside))
         print(f"moved the previous run to {aside}", file=sys.stderr)
-    _mkdir(workdir)
-    with _locked(workdir):
-        prepare(workdir, record)
-        yield workdir
-
-
-def _mkdir(workdir: Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"run directory {workdir} is not writable ({e.strerror})") from None
+    with _locked(workdir):
+        _check(workdir, record)
+        yield workdir
 
 
 @contextlib.contextmanager
@@ -100,11 +96,10 @@ def _locked(workdir: Path):
         os.close(fd)
 
 
-def prepare(workdir: Path, record: dict) -> None:
-    """Create the run directory, prove it writable, and refuse to resume a different run. Nothing
-    is written yet: `record` goes to config.json once the checkpoints proved to be this run's."""
+def _check(workdir: Path, record: dict) -> None:
+    """Prove the run directory writable, and refuse to resume a different run. Nothing is written
+    yet: `record` goes to config.json once the checkpoints proved to be this run's."""
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
         probe = workdir / ".write-test"
         probe.write_text("ok")
         probe.unlink()

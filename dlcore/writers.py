@@ -195,9 +195,9 @@ class TensorBoardWriter:
     A resumed run must not show the steps its interrupted predecessor logged after the checkpoint
     twice. TensorBoard's own mechanism is used: an event with a SessionLog START at step s makes
     it drop every earlier event at step >= s, across the folder's files. start: the step the run
-    resumes from (START at start + 1, so the rows up to the checkpoint stay, as in
-    metrics.jsonl); None: if the folder already holds events, START at the first step logged
-    (exact unless the logging schedule changed between the runs). A fresh folder gets none."""
+    resumes from (0: from scratch); when the folder already holds events, START goes at
+    start + 1, so the rows up to the checkpoint stay, as in metrics.jsonl. None: append, drop
+    nothing."""
 
     def __init__(self, logdir: Path, start: int | None = None):
         Path(logdir).mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,6 @@ class TensorBoardWriter:
         self.path = Path(logdir) / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"
         self._f = open(self.path, "ab")
         self._record(_event(time.time(), 0, file_version="brain.Event:2"))
-        self._purge_pending = earlier and start is None
         if earlier and start is not None:
             self._record(_event(time.time(), start + 1, session_start=True))
             self._f.flush()
@@ -217,9 +216,6 @@ class TensorBoardWriter:
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Numbers, numpy/JAX scalars and 0-d arrays are written; anything else is skipped."""
-        if self._purge_pending:  # the first step this run logs: older events from here on go
-            self._record(_event(time.time(), step, session_start=True))
-            self._purge_pending = False
         scalars = {k: f for k, f in ((k, _as_float(v)) for k, v in values.items()) if f is not None}
         self._record(_event(time.time(), step, scalars=scalars))
         self._f.flush()
