@@ -58,11 +58,12 @@ def defaults(**overrides) -> dict:
 
 
 def decay_mask(params):
-    """Pytree of bools, False for leaves named 'bias' or 'scale' (biases, norm scales)."""
+    """Pytree of bools, False for leaves whose name ends in 'bias' or 'scale' (biases such as
+    'qkv_bias', norm scales)."""
     def keep(path, _):
         last = path[-1]
         name = getattr(last, "key", getattr(last, "name", str(last)))
-        return name not in NO_DECAY
+        return not str(name).endswith(NO_DECAY)
     return jax.tree_util.tree_map_with_path(keep, params)
 
 

@@ -231,3 +231,31 @@ def after_steps_figure(curves: dict, name: str, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def attention_maps(weights: list, labels: list[str], path: Path, title: str) -> Path:
+    """A grid of attention weights, a row per layer and a column per head: weights is a list (one
+    per layer) of [heads, T, T] arrays (query rows, key columns); labels name the T tokens."""
+    layers, heads = len(weights), weights[0].shape[0]
+    fig, axes = plt.subplots(layers, heads, figsize=(2.2 * heads + 0.5, 2.2 * layers + 0.6),
+                             dpi=120, squeeze=False)
+    shown = [repr(t)[1:-1] for t in labels]  # a newline shows as \n, not as a line break
+    for i, layer in enumerate(weights):
+        for j in range(heads):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(layer[j]), cmap="viridis", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == layers - 1 and len(shown) <= 48:
+                ax.set_xticks(range(len(shown)), shown, fontsize=4, rotation=90)
+            if j == 0:
+                ax.set_ylabel(f"layer {i}", fontsize=8)
+                if len(shown) <= 48:
+                    ax.set_yticks(range(len(shown)), shown, fontsize=4)
+            if i == 0:
+                ax.set_title(f"head {j}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

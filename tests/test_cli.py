@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,24 @@ from dlcore.config import list_experiments
 
 pytestmark = pytest.mark.timeout(300)
 EXPERIMENTS = [name for name, _ in list_experiments()]
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def offline_data(name: str, tmp_path, monkeypatch) -> list[str]:
+    """What lets an experiment on tiny Shakespeare run here without the network: the reference
+    copy in ../shared/data when it is there, else a small stand-in text read as data.name=text
+    (the experiment's model, optimizer and loop are unchanged)."""
+    from dlcore.experiment import load
+    if load(name, quick=True)["data"]["name"] != "tiny_shakespeare":
+        return []
+    if SHAKESPEARE.exists():
+        monkeypatch.setenv("DLCORE_DATA", str(SHAKESPEARE.parent))
+        return []
+    print("tiny Shakespeare is not at ../shared/data/tinyshakespeare.txt: a stand-in text is used")
+    standin = tmp_path / "standin.txt"
+    standin.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+                       "All:\nSpeak, speak.\n\n" * 80)
+    return ["--set", "data.name=text", "--set", f"data.path={standin}"]
 
 
 def test_list_prints_names_first(capsys):
@@ -22,9 +41,11 @@ def test_list_prints_names_first(capsys):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_quick(name, tmp_path, capsys):
-    assert main(["run", name, "--quick", "--workdir", str(tmp_path), "--json",
-                 "--no-progress"]) == 0
+def test_every_experiment_quick(name, tmp_path, capsys, monkeypatch):
+    data = offline_data(name, tmp_path, monkeypatch)
+    assert main(["run", name, "--quick", "--workdir", str(tmp_path / "run"), "--json",
+                 "--no-progress", *data]) == 0
+    tmp_path = tmp_path / "run"
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
     for key in ("experiment", "metrics", "published", "seconds", "steps", "seeds", "headline"):
@@ -76,7 +97,7 @@ def test_user_config_file_runs_like_an_experiment(tmp_path, capsys):
     (["run", "cartpole/ppo", "--set", "model.dropout=0.5"], "unknown config key 'model.dropout'"),
     (["run", "mnist1d/mlp", "--set", "model.name=my_missing.module:Net"],
      "cannot import 'my_missing.module:Net'"),
-    (["run", "mnist1d/mlp", "--set", "model.name=transformer"], "no model 'transformer'"),
+    (["run", "mnist1d/mlp", "--set", "model.name=transformr"], "no model 'transformr'"),
     (["run", "mnist1d/mlp", "--set", "algorithm=nope"], "no algorithm 'nope'"),
     (["run", "mnist1d/mlp", "--set", "data.name=npz"], "'data.path' must name the file"),
     (["run", "cartpole/ppo", "--set", "model.name=mlp"], "'ppo' builds its own network"),

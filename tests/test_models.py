@@ -243,7 +243,7 @@ def test_build_mlp_section_without_init_key_uses_the_default():
 
 @pytest.mark.parametrize("overrides,key", [
     (dict(activation="rleu"), "model.activation"),
-    (dict(name="transformer"), "model.name"),
+    (dict(name="transfomer"), "model.name"),
     (dict(name=None), "model.name"),
     (dict(init="orthogonal"), "model.init"),
     (dict(dropout=1.0), "model.dropout"),
@@ -333,13 +333,13 @@ def test_user_linen_class_by_dotted_name(tmp_path, monkeypatch):
 
 def test_unknown_model_name_lists_dlcores_families():
     with pytest.raises(ConfigError) as e:
-        models.build({**good_cfg(), "name": "transformer"}, (7,), 3)
+        models.build({**good_cfg(), "name": "transfomer"}, (7,), 3)
     msg = str(e.value)
-    assert "'model.name'" in msg and "no model 'transformer'" in msg
-    assert "dlcore's are cnn, logreg, mlp, rnn" in msg
-    with pytest.raises(ConfigError, match="dlcore's are cnn, logreg, mlp, rnn"):
+    assert "'model.name'" in msg and "no model 'transfomer'" in msg
+    assert "dlcore's are cnn, gpt, logreg, mlp, rnn, transformer" in msg
+    with pytest.raises(ConfigError, match="dlcore's are cnn, gpt, logreg, mlp, rnn, transformer"):
         experiment.complete({"algorithm": "supervised", "data": {"name": "digits"},
-                             "model": {"name": "transformer"}})
+                             "model": {"name": "transfomer"}})
     with pytest.raises(ConfigError, match=r"cannot import 'no_such_package\.models:Net'"):
         models.defaults("no_such_package.models:Net")
 

@@ -170,7 +170,7 @@ def test_complete_cnn_keeps_overrides_and_has_no_mlp_keys():
     cfg["model"]["channels"] = (1,)  # a config is its own copy
     assert models.defaults("cnn")["channels"] == (32, 64)
     with pytest.raises(ConfigError, match="'model.name'"):
-        config(model={"name": "transformer"})
+        config(model={"name": "transfomer"})
     with pytest.raises(ConfigError, match=r"'model\.hidden' is not read.*model has: activation, batch_norm, channels"):
         config(model={"name": "cnn", "hidden": (8,)})  # an mlp key on a cnn
     with pytest.raises(ConfigError, match=r"'loop\.eval_batch_size'.*"):

@@ -91,10 +91,10 @@ def _is_nnx_class(x) -> bool:
 
 # --- building ----------------------------------------------------------------------------------------
 
-def build(cfg: dict, input_shape: tuple, num_outputs: int) -> Model:
-    """The model of a `model` section for examples of `input_shape`; every value is checked, and
-    init is traced once (abstractly, nothing compiles) so a model that cannot take the data fails
-    here with one clear ConfigError."""
+def build(cfg: dict, input_shape: tuple, num_outputs: int, input_dtype=jnp.float32) -> Model:
+    """The model of a `model` section for examples of `input_shape` (of `input_dtype`: int32 for
+    token ids); every value is checked, and init is traced once (abstractly, nothing compiles) so
+    a model that cannot take the data fails here with one clear ConfigError."""
     check_input_shape(cfg, input_shape)
     fam = family(cfg["name"])
     missing = [k for k, v in cfg.items() if isinstance(v, str) and v == REQUIRED]
@@ -116,7 +116,7 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int) -> Model:
     else:
         model = wrap(fam, None)
     try:
-        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape), input_dtype))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model '{cfg['name']}' cannot take inputs of shape "
                           f"{tuple(input_shape)}: {str(e).splitlines()[0]}") from None
@@ -145,7 +145,9 @@ def _linen(module: nn.Module, fam) -> Model:
         return {} if mode is None else {mode: train if mode == "train" else not train}
 
     def init(key, x):
-        return module.init({"params": key, "dropout": key}, x, **flag(False))
+        # parameters declared with logical axis names (nn.with_logical_partitioning) come back
+        # as plain arrays; dlcore.parallel reads the names from `logical_axes`
+        return nn.meta.unbox(module.init({"params": key, "dropout": key}, x, **flag(False)))
 
     def apply(variables, x, train: bool = False, key=None):
         state = {k: v for k, v in variables.items() if k != "params"}
@@ -204,6 +206,15 @@ class NNX:
             out = module(x)
             return out, {"state": self._split(module)["state"]}
         return Model(init, apply, self.module, self.fam)
+
+
+def logical_axes(model: Model, x) -> Any:
+    """The logical axis names of a Linen model's parameters, a pytree like `variables['params']`
+    of PartitionSpecs (PartitionSpec() for parameters declared without names). x: an example
+    batch (shapes suffice)."""
+    boxed = jax.eval_shape(lambda: model.module.init({"params": jax.random.key(0),
+                                                      "dropout": jax.random.key(0)}, x))
+    return nn.get_partition_spec(boxed)["params"]
 
 
 def variables_of(state) -> dict:
