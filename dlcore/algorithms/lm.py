@@ -93,6 +93,16 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
     block = getattr(model.module, "block_size", spec["block_size"])
     unit = spec.get("token_unit", "token")
     prompt_length = spec.get("prompt_length", 0)
+    if own["prompt"]:  # what `dlcore report` will generate from, checked before training
+        try:
+            ids = spec["encode"](own["prompt"])
+        except ConfigError as e:
+            raise ConfigError(f"config key 'lm.prompt': {e}") from None
+        if own["sample_length"]:
+            try:
+                check_length(len(ids), own["sample_length"], block)
+            except ConfigError as e:
+                raise ConfigError(f"config key 'lm.sample_length': {e}") from None
 
     def init(key: jax.Array) -> State:
         params = model.init(key, jnp.zeros((1, *spec["input_shape"]), jnp.int32))["params"]
