@@ -5,6 +5,7 @@ seed becomes keys. Everything else in dlcore builds these values or consumes the
         init(key)                    -> state            # any pytree
         step(state, batch, key)      -> (state, metrics) # metrics: flat dict of scalars
         evaluate(state, split, key)  -> metrics          # on one whole evaluation split
+        state_axes                   # optional: the state's logical axis names (below)
     data = Data(splits, spec, sample)
         splits: {'train': tree, 'test': tree, ...}        # arrays, copied to the device once
         sample(train_split, step, key) -> batch          # jittable: the batch at `step`
@@ -13,6 +14,12 @@ Metric names are the algorithm's own ('loss', 'accuracy', 'return', ...). The lo
 of the step metrics as 'train/<name>' and each evaluation split's as '<split>/<name>'; summary.json
 names a final evaluation metric '<split>_<name>' (a whole-split evaluation of the training data is
 'train_eval', so it never shares a name with the running mean of the training steps).
+
+An algorithm stays ignorant of devices. To let the loop shard its state (`loop.sharding`: fsdp,
+tensor parallelism) it only names the state's axes: `state_axes`, a tree like the state of
+PartitionSpecs of logical names ('embed', 'heads', 'mlp', ...), or a function of the abstract
+state (shapes and dtypes) returning that tree (`dlcore.parallel.state_axes` builds it from the
+model's parameter names). dlcore.parallel maps the names onto the mesh.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ class Algorithm(NamedTuple):
     pictures(snapshot: Snapshot) -> [paths]: what the trained state does, drawn as PNG files in
         snapshot.out_dir (`dlcore report`); None draws nothing beyond the learning curves.
     extras: anything else the algorithm offers its users (MAML's `adapt`, a policy's `act`).
+    state_axes: the logical axis names of the state (module docstring), or a function of the
+        abstract state giving them; None: the state can only be replicated.
     """
     init: Callable[[jax.Array], Any]
     step: Callable[[Any, Any, jax.Array], tuple[Any, dict]]
@@ -35,6 +44,7 @@ class Algorithm(NamedTuple):
     headline: tuple[str, ...] = ()
     pictures: Callable | None = None
     extras: dict | None = None
+    state_axes: Any = None
 
 
 class Data(NamedTuple):

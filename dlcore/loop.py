@@ -20,6 +20,11 @@ data kind. It
 
 Several seeds train as one program, `jax.vmap` over the seed axis of the state; `members=` runs any
 list of members (each with its own seed and a `prepare`d fresh state) in one program (dlcore.sweep).
+
+On several devices (`loop.devices`, of which `loop.model_parallel` form a 'model' axis) each batch
+is split over the mesh's 'data' axis and the state is placed by `loop.sharding` (dlcore.parallel:
+replicate, fsdp, tensor, fsdp+tensor) from the logical axis names the algorithm declares
+(`Algorithm.state_axes`); the step keeps those shardings, and checkpoints hold whole host arrays.
 """
 from __future__ import annotations
 
@@ -45,8 +50,8 @@ def defaults(**overrides) -> dict:
     """The `loop` section with every key present."""
     cfg = dict(steps=1000, log_every=100, eval_every=500, checkpoint_every=500, keep_checkpoints=2,
                best_metric="", best_mode="max", steps_per_call=1, seeds_in_one_program=True,
-               devices=1, max_device_data_mb=4096, plots=True, early_stopping_patience=0,
-               watchdog_seconds=1800)
+               devices=1, sharding="replicate", model_parallel=1, max_device_data_mb=4096,
+               plots=True, early_stopping_patience=0, watchdog_seconds=1800)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown loop keys {unknown}"
     cfg.update(overrides)
@@ -68,6 +73,15 @@ def validate(cfg: dict) -> dict:
               f"must be a multiple of loop.steps_per_call ({k}); got {cfg[key]}")
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
     check(type(cfg["devices"]) is int, "loop.devices", f"must be an integer; got {cfg['devices']!r}")
+    one_of(cfg["sharding"], "loop.sharding", tuple(parallel.RULES))
+    m = cfg["model_parallel"]
+    check(type(m) is int and m >= 1, "loop.model_parallel",
+          f"must be a positive integer (the devices of the 'model' axis); got {m!r}")
+    tensor = "tensor" in cfg["sharding"]
+    check(tensor == (m > 1), "loop.model_parallel",
+          f"tensor parallelism needs a 'model' axis of 2 or more devices; got {m}" if tensor else
+          f"a 'model' axis of {m} devices is used only by tensor parallelism; set loop.sharding "
+          f"to 'tensor' or 'fsdp+tensor', or loop.model_parallel=1")
     for key in ("plots", "seeds_in_one_program"):
         check(isinstance(cfg[key], bool), f"loop.{key}", f"must be true or false; got {cfg[key]!r}")
     check(isinstance(cfg["best_metric"], str), "loop.best_metric",
@@ -112,13 +126,14 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     vmapped = len(seed_list) > 1 or members is not None
 
     # 1. check everything on the host before anything compiles or is written.
-    mesh = parallel.data_mesh(cfg["devices"])
+    mesh = parallel.data_mesh(cfg["devices"], cfg["model_parallel"])
     batch_shape = jax.eval_shape(data.sample, data.splits["train"], 0, jax.random.key(0))
     parallel.check_batch(batch_shape, mesh)
     nbytes = sum(np.asarray(a).nbytes for a in jax.tree.leaves(data.splits))
     check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
           f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
     names, eval_names, state_bytes = _trace(algorithm, data)
+    shardings = _state_shardings(algorithm, cfg, mesh, len(seed_list) if vmapped else None)
     parallel.check_fits(state_bytes * len(seed_list), "the training state (parameters and "
                         f"optimizer state{', for every seed' if vmapped else ''})")
     _check_best_metric(cfg, eval_names, data)
@@ -126,7 +141,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     with rundir.claimed(workdir, record, fresh), Signals() as signals:
         try:
             return _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record,
-                          name, progress, mesh, names, signals, summary_extra or {})
+                          name, progress, mesh, shardings, names, signals, summary_extra or {})
         except OSError as e:  # a full disk, a directory made read-only mid-run
             raise TrainingError(f"cannot write to the run directory {workdir} "
                                 f"({e.strerror or e}); free space or fix its permissions, then "
@@ -134,7 +149,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
 
 
 def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, name, progress,
-           mesh, names, signals, summary_extra) -> dict:
+           mesh, shardings, names, signals, summary_extra) -> dict:
     """The run itself, in a claimed run directory."""
     t_start = time.perf_counter()
     roots = [jax.random.key(s) for s in seed_list]
@@ -147,7 +162,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     states = jax.jit(over_seeds(algorithm.init))(keys["init"])
     if members:  # before the checkpoint target is built: a restored state replaces this one
         states = members[1](states)
-    states = parallel.put_replicated(states, mesh)
+    states = jax.device_put(states, shardings)  # by loop.sharding; the default device without a mesh
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])
     patience = cfg["early_stopping_patience"]
@@ -161,10 +176,10 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     start = 0
     if restored is not None:
         tree, start = restored
-        states = parallel.put_replicated(tree["state"], mesh)
+        states = jax.device_put(tree["state"], shardings)
         if stopper:
             stopper = {**tree["early_stopping"],
-                       "state": parallel.put_replicated(tree["early_stopping"]["state"], mesh)}
+                       "state": jax.device_put(tree["early_stopping"]["state"], shardings)}
         print(f"resumed from step {start} in {workdir}", flush=True)
     rundir.write_json(workdir / "config.json", record)  # the checkpoints are this run's
     writers.truncate_jsonl(workdir / "metrics.jsonl", start)
@@ -189,7 +204,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
         def body(carry, _):
             state, acc, t = carry
             state, acc = update(state, acc, t, train_split, key_data, key_step)
-            return (state, acc, t + 1), None
+            return (parallel.constrain(state, shardings), acc, t + 1), None
         if k == 1:
             return body(carry, None)[0]
         return jax.lax.scan(body, carry, None, length=k)[0]
@@ -336,6 +351,24 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
     state_bytes = sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
                       for x in jax.tree.leaves(state) if hasattr(x, "shape"))
     return sorted(out[1]), evals, state_bytes
+
+
+def _state_shardings(algorithm: Algorithm, cfg: dict, mesh, seeds: int | None):
+    """The NamedShardings of the state (stacked over `seeds` when vmapped) under loop.sharding;
+    None without a mesh. ConfigError when the algorithm names no axes for a strategy that shards
+    the state."""
+    check(algorithm.state_axes is not None or cfg["sharding"] == "replicate", "loop.sharding",
+          f"'{cfg['sharding']}' splits the state by the logical axis names the algorithm declares "
+          "(Algorithm.state_axes), and this algorithm declares none; use loop.sharding=replicate")
+    if mesh is None:
+        return None
+    state = jax.eval_shape(algorithm.init, jax.random.key(0))
+    axes = algorithm.state_axes if cfg["sharding"] != "replicate" else None  # None: replicated
+    axes = axes(state) if callable(axes) else axes
+    if seeds is not None:
+        state = jax.eval_shape(jax.vmap(algorithm.init), jax.random.split(jax.random.key(0), seeds))
+    return parallel.state_shardings(state, mesh, axes, parallel.RULES[cfg["sharding"]],
+                                    leading_axes=int(seeds is not None))
 
 
 def _check_best_metric(cfg: dict, found: list[str], data: Data) -> None:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import models, optim
+from dlcore import models, optim, parallel
 from dlcore.config import ConfigError, check
 from dlcore.core import Algorithm, Data, Snapshot
 
@@ -188,7 +188,9 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
     split = _held_out(data)
     headline = (f"{split}_loss",) + ((f"{split}_completion_accuracy",) if prompt_length else ())
     return Algorithm(init, step, evaluate, headline=headline, pictures=pictures,
-                     extras={"model": model, "generate": generate, "sample_text": sample_text})
+                     extras={"model": model, "generate": generate, "sample_text": sample_text},
+                     state_axes=lambda state: parallel.state_axes(state, models.logical_axes(
+                         model, jnp.zeros((1, *spec["input_shape"]), jnp.int32))))
 
 
 def _held_out(data: Data) -> str:
