@@ -59,6 +59,17 @@ jitted 2048 x 2048 @ 2048 x 2048 matmul in JAX (float32; bfloat16 for the bf16 c
 up, median of 5 calls, 2 * 2048^3 / seconds. PyTorch's own float32 peak is measured the same way, in
 its worker process with all its threads; its contenders' MFU is printed against both.
 
+Measured on the 2-core CPU (Xeon, AVX-512/AMX; jax 0.10.2, torch 2.13; a machine shared with other
+jobs, so medians moved by up to 30 % between runs; float32 2048^3 peak 180-270 GFLOP/s in JAX,
+230-275 in PyTorch): hand-written 92-108 ms/step (18-21 % MFU); tuned 44-59 ms (33-37 %); dlcore
+98-113 ms (as the hand-written baseline); PyTorch on 2 threads 32-42 ms (42-47 %) while it has
+both cores, 0.7-2 s while another process takes one; on 1 thread 48-65 ms. One change at a time
+(`--variants`, ratios to the baseline): linear keeping x.T 0.72, LayerNorm vjp 0.73 (either
+removes the transposed gradient fusions), GELU via lax.erf 0.97, einsum softmax attention 1.08
+alone but the better form once tuned, implementation='xla' 1.12, layers as lax.scan 1.20, Eigen
+instead of YNNPACK dots 1.04; bfloat16 0.71 for the baseline, no gain once tuned (XLA:CPU's bf16
+matmul runs no faster than f32 here, PyTorch's reaches 700+ GFLOP/s).
+
 `--check`: copies the hand-written JAX params into the PyTorch model and compares the loss on one
 batch (rtol 1e-4), and again after each of three identical optimizer steps; compares the tuned
 JAX step's loss and gradients with the baseline's; exits non-zero on a mismatch.
@@ -479,8 +490,7 @@ def synthetic_data(tokens, cfg: GPTConfig):
     train, val = stream[:-n_val], stream[-n_val:]
     splits = {"train": {"tokens": jnp.asarray(train)}, "validation": {}}
     if windows is not None:
-        for name, part, into in (("train", train, splits["train"]), ("validation", val,
-                                                                       splits["validation"])):
+        for part, into in ((train, splits["train"]), (val, splits["validation"])):
             into["x"], into["y"] = windows(part, cfg.block, 64)
 
     def sample(train_split, step, key):
@@ -644,11 +654,16 @@ class TorchWorker:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_torch_worker, args=(child, cfg, threads, dev), daemon=True)
         self.proc.start()
+        child.close()  # so that recv() raises EOFError if the child dies
         self.dev = self.call("init", tokens_np, warmup)
 
     def call(self, *msg):
-        self.conn.send(msg)
-        status, value = self.conn.recv()
+        try:
+            self.conn.send(msg)
+            status, value = self.conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise RuntimeError(f"the PyTorch worker process died (exit code "
+                               f"{self.proc.exitcode})") from None
         if status == "error":
             raise RuntimeError(value)
         return value
