@@ -179,3 +179,15 @@ def test_encoder_without_positions_scores_the_same_on_shuffled_mnist1d(tmp_path)
         summary = experiment.run(cfg, tmp_path / str(shuffled), progress=False)
         scores.append(summary["metrics"]["test_accuracy"])
     assert scores[0] == scores[1] and scores[0] > 0.2
+
+
+def test_report_writes_a_sample_and_attention_maps(corpus, tmp_path, capsys):
+    from dlcore.cli import main
+    cfg = config(corpus, lm={"prompt": "to be", "sample_length": 8},
+                 loop={"steps": 10, "eval_every": 10, "checkpoint_every": 10, "log_every": 10,
+                       "plots": False})
+    experiment.run(cfg, tmp_path, progress=False)
+    assert main(["report", str(tmp_path)]) == 0
+    header, text = (tmp_path / "plots" / "sample.txt").read_text().split("\n", 1)
+    assert header.startswith("# ") and text.startswith("to be") and len(text) == 5 + 8 + 1
+    assert (tmp_path / "plots" / "attention.png").stat().st_size > 5000
