@@ -253,3 +253,25 @@ def test_encoder_takes_token_ids_and_feature_vectors():
     assert model.apply(v, jnp.ones((4, 5, 3)))[0].shape == (4, 2)
     with pytest.raises(ConfigError, match="sequences"):
         models.build({"name": "transformer", **transformer.defaults()}, (2, 3, 4), 2)
+
+
+# --- the hand-differentiated pieces --------------------------------------------------------------
+
+def test_matmul_and_layer_norm_gradients_equal_autodiff_of_the_plain_formulas():
+    x = jax.random.normal(jax.random.key(7), (2, 5, 6))
+    w = jax.random.normal(jax.random.key(8), (6, 4))
+    scale, bias = (jax.random.normal(k, (6,)) for k in jax.random.split(jax.random.key(9)))
+    plain_ln = lambda x, s, b: ((x - x.mean(-1, keepdims=True))
+                                / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5) * s + b)
+    for mine, plain, args in ((transformer.matmul, lambda x, w: x @ w, (x, w)),
+                              (transformer.layer_norm, plain_ln, (x, scale, bias))):
+        np.testing.assert_allclose(mine(*args), plain(*args), atol=1e-5)
+        loss = lambda f: (lambda *a: jnp.sum(jnp.sin(f(*a))))
+        argnums = tuple(range(len(args)))
+        for got, want in zip(jax.grad(loss(mine), argnums)(*args),
+                             jax.grad(loss(plain), argnums)(*args)):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    # second order, as MAML differentiates through an inner step
+    inner = lambda f: (lambda w: jnp.sum(jax.grad(lambda x: jnp.sum(jnp.sin(f(x, w))))(x) ** 2))
+    np.testing.assert_allclose(jax.grad(inner(transformer.matmul))(w),
+                               jax.grad(inner(lambda x, w: x @ w))(w), rtol=1e-4, atol=1e-5)

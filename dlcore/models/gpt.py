@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from dlcore.config import ConfigError, check
-from dlcore.models.transformer import DTYPES, Block, LayerNorm, _init, check_shape
+from dlcore.models.transformer import DTYPES, Block, LayerNorm, _init, check_shape, matmul
 
 
 class GPT(nn.Module):
@@ -67,7 +67,7 @@ class GPT(nn.Module):
         x = LayerNorm(self.bias, name="ln_f")(x)
         head = wte if self.tie_embeddings else self.param(
             "head", _init(0.02, ("vocab", "embed")), (self.vocab_size, self.width))
-        logits = jnp.einsum("bte,ve->btv", x, head.astype(dtype)).astype(jnp.float32)
+        logits = matmul(x, head.astype(dtype).T).astype(jnp.float32)
         if cache is None:
             return logits
         return logits, {"index": start + t, "layers": tuple(new_layers)}
