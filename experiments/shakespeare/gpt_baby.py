@@ -1,7 +1,7 @@
 """nanoGPT's CPU "baby GPT" on tiny Shakespeare, character level: 4 layers, 4 heads, 128 wide.
 
 Command:  dlcore run shakespeare/gpt_baby      (quick smoke run: --quick)
-Runtime:  about 5 minutes on a 2-core CPU (2000 steps of 12 windows of 64 characters).
+Runtime:  about 4 minutes on a 2-core CPU (2000 steps of 12 windows of 64 characters).
 Expected: validation loss about 1.88 nats per character, nanoGPT's README figure for this
 configuration (`python train.py config/train_shakespeare_char.py --device=cpu --compile=False
 --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
