@@ -42,6 +42,8 @@ class Maker(NamedTuple):
     make: Any          # make(config, data, steps) -> Algorithm
     defaults: dict     # {section: {key: default}} it reads; None: sections are not checked
     hyper: dict        # config keys its state carries as traced hyperparameters (dlcore.sweep)
+    models: tuple = ("model",)  # its sections that name a model family (a GAN's generator and
+    #                             discriminator): each completed from its family's defaults
 
 
 def maker(name: Any) -> Maker:
@@ -51,7 +53,7 @@ def maker(name: Any) -> Maker:
         return Maker(lambda config, data, steps: found, None, {})
     if hasattr(found, "make") and not inspect.isfunction(found):
         return Maker(found.make, found.defaults() if hasattr(found, "defaults") else None,
-                     dict(getattr(found, "HYPER", {})))
+                     dict(getattr(found, "HYPER", {})), tuple(getattr(found, "MODELS", ("model",))))
     if callable(found):
         return Maker(found, None, {})
     raise ConfigError(f"config key 'algorithm': {names.reference(name)} is not an algorithm (a "
@@ -84,9 +86,10 @@ def complete(config: dict) -> dict:
         if key in given:
             out[key] = given[key]
     out["data"] = _merge("data", data_lib.defaults(given["data"]["name"]), given["data"])
-    if "name" in sections.get("model", {}):  # a family's section: the family's keys
-        sections["model"] = models.defaults(given.get("model", {}).get("name",
-                                                                        sections["model"]["name"]))
+    for section in algo.models:  # a family's section: the family's keys
+        if "name" in sections.get(section, {}):
+            sections[section] = models.defaults(given.get(section, {}).get(
+                "name", sections[section]["name"]))
     for section, defaults in sections.items():
         out[section] = _merge(section, defaults, given.get(section, {}))
     out["loop"] = _merge("loop", loop.defaults(), given.get("loop", {}))
@@ -139,8 +142,11 @@ def apply_overrides(config: dict, overrides) -> dict:
     defaults fill the section (the values of keys the old and new sections share are kept), so
     `--set data.name=npz --set data.path=x.npz` works in either order."""
     overrides = list(overrides)
+    algorithms = [config["algorithm"]] + [o.split("=", 1)[1].strip() for o in overrides
+                                          if o.split("=", 1)[0].strip() == "algorithm"]
+    model_sections = {s for a in algorithms for s in maker(a).models}  # old and new sections
     switches = [o for o in overrides if o.split("=", 1)[0].strip() in
-                ("algorithm", "model.name", "data.name")]
+                ("algorithm", "data.name", *(f"{s}.name" for s in model_sections))]
     config = copy.deepcopy(config)
     for item in switches:
         key, _, value = item.partition("=")
@@ -152,8 +158,9 @@ def apply_overrides(config: dict, overrides) -> dict:
                 if isinstance(keys, dict) and section not in TOP and section in config:
                     fresh[section] = {**keys, **{k: v for k, v in config[section].items()
                                                  if k in keys}}
-            if "name" in fresh.get("model", {}) and "name" in config.get("model", {}):
-                fresh["model"] = config["model"]  # the same model, whichever algorithm trains it
+            for s in maker(value).models:  # the same model, whichever algorithm trains it
+                if "name" in fresh.get(s, {}) and "name" in config.get(s, {}):
+                    fresh[s] = config[s]
             config = complete(fresh)
             continue
         section = key.split(".")[0]
@@ -162,7 +169,7 @@ def apply_overrides(config: dict, overrides) -> dict:
             raise ConfigError(f"config key '{key}': algorithm '{names.reference(config['algorithm'])}'"
                               f" builds its own network; its {section} section has "
                               f"{', '.join(sorted(old))}")
-        fresh = (models.defaults(value) if section == "model" else data_lib.defaults(value))
+        fresh = (data_lib.defaults(value) if section == "data" else models.defaults(value))
         config[section] = {**fresh, **{k: v for k, v in old.items() if k in fresh and k != "name"}}
     rest = [o for o in overrides if o not in switches]
     config = config_lib.apply_overrides(config, rest)
@@ -334,7 +341,8 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     if "algorithm" not in saved:
         raise ConfigError(f"{workdir} holds a run made from Python values (loop.train) without a "
                           "config; only its learning curves can be drawn")
-    for key in ("algorithm", "model.name", "data.name"):
+    named = [f"{k}.name" for k, v in saved.items() if isinstance(v, dict) and "name" in v]
+    for key in ("algorithm", *named):  # model sections (a GAN has two), data, optim
         section, _, sub = key.partition(".")
         node = saved.get(section)
         ref = (node.get(sub) if isinstance(node, dict) else None) if sub else node
