@@ -87,9 +87,12 @@ def complete(config: dict) -> dict:
             out[key] = given[key]
     out["data"] = _merge("data", data_lib.defaults(given["data"]["name"]), given["data"])
     for section in algo.models:  # a family's section: the family's keys
-        if "name" in sections.get(section, {}):
-            sections[section] = models.defaults(given.get(section, {}).get(
-                "name", sections[section]["name"]))
+        own = sections.get(section, {})
+        if "name" in own:
+            name = given.get(section, {}).get("name", own["name"])
+            family = models.defaults(name)  # the algorithm's settings of its own family's keys
+            sections[section] = {**family, **({k: v for k, v in own.items() if k in family}
+                                              if name == own["name"] else {})}
     for section, defaults in sections.items():
         out[section] = _merge(section, defaults, given.get(section, {}))
     out["loop"] = _merge("loop", loop.defaults(), given.get("loop", {}))

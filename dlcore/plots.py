@@ -259,3 +259,94 @@ def attention_maps(weights: list, labels: list[str], path: Path, title: str) -> 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _example(ax, x: np.ndarray) -> None:
+    """One example: an image [H, W, 1|3] or [H, W], or a signal [L] / [L, C] as a line."""
+    x = np.asarray(x)
+    if x.ndim == 1 or (x.ndim == 2 and x.shape[-1] <= 4 and x.shape[0] > 8):
+        ax.plot(x, linewidth=1)
+    else:
+        img = x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x
+        ax.imshow(np.clip(img, 0, 1) if img.ndim == 3 else img, cmap="gray",
+                  interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def example_grid(rows: list, path: Path, title: str, labels: list | None = None) -> Path:
+    """rows: a list of [n, *shape] arrays, drawn one example per cell, one array per row (inputs
+    above reconstructions, samples along an interpolation, ...); labels: a name per row."""
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(0.9 * cols, 0.95 * len(rows) + 0.4),
+                             dpi=120, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            if c < len(row):
+                _example(axes[r, c], row[c])
+            else:
+                axes[r, c].axis("off")
+        if labels:
+            axes[r, 0].set_ylabel(labels[r], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def reconstructions(x, recon, path: Path, title: str) -> Path:
+    """x, recon: [n, *shape]: inputs in the top row, their reconstructions below."""
+    return example_grid([np.asarray(x), np.asarray(recon)], path, title, ["input", "output"])
+
+
+def latent_map(codes, labels, path: Path, title: str) -> Path:
+    """codes [n, d]: the first two coordinates (d > 2: the first two principal components),
+    coloured by label when the data has labels [n]."""
+    z = np.asarray(codes, np.float64)
+    how = "code"
+    if z.shape[1] > 2:
+        zc = z - z.mean(0)
+        _, _, vt = np.linalg.svd(zc, full_matrices=False)
+        z, how = zc @ vt[:2].T, "principal component"
+    elif z.shape[1] == 1:
+        z = np.concatenate([z, np.zeros_like(z)], 1)
+    fig, ax = plt.subplots(figsize=(5, 4.4), dpi=120)
+    c = None if labels is None else np.asarray(labels)[:len(z)]
+    sc = ax.scatter(z[:, 0], z[:, 1], c=c, s=4, cmap="tab10" if c is not None else None)
+    if c is not None and np.issubdtype(c.dtype, np.integer):
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(f"{how} 1")
+    ax.set_ylabel(f"{how} 2")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def points(panels: list, path: Path, title: str, centres=None) -> Path:
+    """2-D point clouds side by side: panels = [(name, [n, 2] points), ...]; centres [m, 2]: the
+    modes of the data, marked on every panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), dpi=120,
+                             squeeze=False)
+    all_pts = np.concatenate([np.asarray(p) for _, p in panels])
+    lo, hi = np.percentile(all_pts, 0.5, 0), np.percentile(all_pts, 99.5, 0)
+    if centres is not None:
+        c = np.asarray(centres)
+        lo, hi = np.minimum(lo, c.min(0)), np.maximum(hi, c.max(0))
+    pad = 0.1 * (hi - lo) + 1e-3
+    for ax, (name, pts) in zip(axes[0], panels):
+        pts = np.asarray(pts)
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4, color="tab:blue", linewidths=0)
+        if centres is not None:
+            ax.scatter(c[:, 0], c[:, 1], s=25, marker="x", color="tab:red")
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

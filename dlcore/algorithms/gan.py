@@ -1,0 +1,211 @@
+"""Generative adversarial networks (Goodfellow et al. 2014), with PacGAN's packing (Lin et al. 2018):
+the discriminator judges `pack` samples at once, concatenated along their last axis, which
+penalises a generator that collapses onto few modes.
+
+    state = State(step, params {'generator', 'discriminator'}, model_state {...}, opt_state {...})
+    batch = {'x': [b, *shape], ...}         # labels, if any, are ignored
+
+One step is the alternating update: the discriminator on the batch against b fresh generated
+samples, then the generator on b more (its batch-norm statistics are the ones it updates).
+Sections: `generator` ([b, latent] -> [b, prod(shape)], reshaped to the example's shape, then
+`gan.output`), `discriminator` ([b/pack, *packed shape] -> [b/pack, 1] logits), `optim` (both
+networks; each network's learning rate may differ: `gan.generator_lr`, `gan.discriminator_lr`), and
+`gan`:
+    latent              the size of z ~ N(0, I) (`noise`: 'normal') or U(-1, 1)^latent ('uniform')
+    pack                samples per discriminator input (1: a plain GAN); must divide the batch
+    loss                'non_saturating' (the generator maximises log D(G(z))) or 'minimax'
+                        (it minimises log(1 − D(G(z))), the original game)
+    output              'identity', 'sigmoid' (pixels in [0, 1]) or 'tanh' on the generator's output
+    generator_lr        None: optim.learning_rate; a number: the generator's own rate (TTUR,
+    discriminator_lr    Heusel et al. 2017); 0 freezes that network (the optimal-discriminator
+                        check trains D against a fixed G)
+    eval_samples        generated samples scored at each evaluation
+Metrics: 'd_loss', 'g_loss', 'd_real' and 'd_fake' (the discriminator's mean probability of
+'real' on real and on generated inputs); evaluation adds whatever the data scores generated samples
+with (spec['score_samples']: a mixture's modes, high-quality fraction and reverse KL).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import generative as gen, optim
+from dlcore.config import check, one_of
+from dlcore.core import Algorithm, Data, Snapshot
+
+MODELS = ("generator", "discriminator")
+LOSSES = ("non_saturating", "minimax")
+OUTPUTS = {"identity": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+
+class State(NamedTuple):
+    step: jax.Array
+    params: Any       # {'generator': ..., 'discriminator': ...}
+    model_state: Any  # {'generator': {...}, 'discriminator': {...}}: batch statistics
+    opt_state: Any    # {'generator': ..., 'discriminator': ...}
+
+
+def defaults() -> dict:
+    return {"generator": {"name": "mlp", "hidden": (128, 128)},
+            "discriminator": {"name": "mlp", "hidden": (128, 128)},
+            "optim": optim.defaults(),
+            "gan": {"latent": 2, "noise": "normal", "pack": 1, "loss": "non_saturating",
+                    "output": "identity", "generator_lr": None, "discriminator_lr": None, "eval_samples": 2500}}
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """−E[log D(x)] − E[log(1 − D(G(z)))] with D = sigmoid(logits): [n], [m] -> scalar. Its
+    minimiser over all functions is D* = p_data / (p_data + p_g)."""
+    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def generator_loss(fake_logits: jax.Array, loss: str) -> jax.Array:
+    """'non_saturating': −E[log D(G(z))]; 'minimax': E[log(1 − D(G(z)))]. [m] -> scalar."""
+    if loss == "non_saturating":
+        return jnp.mean(jax.nn.softplus(-fake_logits))
+    return -jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def pack(x: jax.Array, m: int) -> jax.Array:
+    """[b, *shape] -> [b/m, *shape[:-1], m·shape[-1]]: m consecutive samples side by side along
+    their last axis (features of a vector, channels of an image)."""
+    b, *shape = x.shape
+    grouped = x.reshape(b // m, m, *shape)
+    return jnp.moveaxis(grouped, 1, -2).reshape(b // m, *shape[:-1], m * shape[-1])
+
+
+def optimizer(cfg: dict, lr, key: str, steps: int) -> optax.GradientTransformation:
+    """The `optim` section's optimizer at learning rate `lr` (None: the section's own; 0: none,
+    the parameters stay as they are)."""
+    check(lr is None or (type(lr) in (int, float) and math.isfinite(lr) and lr >= 0), key,
+          f"must be None or a number >= 0; got {lr!r}")
+    if lr == 0:
+        return optax.set_to_zero()
+    return optim.build(cfg if lr is None else {**cfg, "learning_rate": float(lr)}, steps)
+
+
+def make(config: dict, data: Data, steps: int) -> Algorithm:
+    shape = gen.require_examples(data.spec, "gan")
+    own = config["gan"]
+    latent = gen.positive_int(own["latent"], "gan.latent", "the latent size")
+    m = gen.positive_int(own["pack"], "gan.pack", "the samples per discriminator input")
+    batch_size = config["data"].get("batch_size")
+    if type(batch_size) is int:
+        check(batch_size % m == 0, "gan.pack", f"{m} samples per discriminator input do not "
+              f"divide the batch of {batch_size} (data.batch_size)")
+    loss_name = one_of(own["loss"], "gan.loss", LOSSES)
+    noise = one_of(own["noise"], "gan.noise", ("normal", "uniform"))
+    output = OUTPUTS[one_of(own["output"], "gan.output", OUTPUTS)]
+    n_eval = gen.positive_int(own["eval_samples"], "gan.eval_samples", "the samples scored")
+    check(n_eval % m == 0, "gan.eval_samples", f"{n_eval} is not a multiple of gan.pack ({m})")
+    packed = (*shape[:-1], m * shape[-1])
+    generator = gen.network(config["generator"], "generator", (latent,), math.prod(shape))
+    discriminator = gen.network(config["discriminator"], "discriminator", packed, 1)
+    tx = {net: optimizer(config["optim"], own[f"{net}_lr"], f"gan.{net}_lr", steps)
+          for net in MODELS}
+    score = data.spec.get("score_samples")
+
+    def init(key: jax.Array) -> State:
+        k_g, k_d = jax.random.split(key)
+        (pg, sg), (pd, sd) = gen.init(generator, k_g, (latent,)), gen.init(discriminator, k_d, packed)
+        params = {"generator": pg, "discriminator": pd}
+        return State(jnp.zeros((), jnp.int32), params, {"generator": sg, "discriminator": sd},
+                     {k: tx[k].init(params[k]) for k in params})
+
+    def draw_z(key, n):
+        if noise == "normal":
+            return jax.random.normal(key, (n, latent))
+        return jax.random.uniform(key, (n, latent), minval=-1.0, maxval=1.0)
+
+    def generate(params, model_state, key, n, train=False):
+        """(n samples [n, *shape], the generator's new state)."""
+        k_z, k_net = jax.random.split(key)
+        out, s = gen.apply(generator, params["generator"], model_state["generator"],
+                           draw_z(k_z, n), train, k_net)
+        return output(gen.as_examples(out, shape)), s
+
+    def judge(params, model_state, x, train=False, key=None):
+        """(logits [n/pack] of packed x [n, *shape], the discriminator's new state)."""
+        out, s = gen.apply(discriminator, params["discriminator"], model_state["discriminator"],
+                           pack(x, m), train, key)
+        return out.reshape(-1), s
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        x = batch["x"]
+        k_fake, k_d, k_fake2, k_g = jax.random.split(key, 4)
+        fake, _ = generate(state.params, state.model_state, k_fake, x.shape[0], True)
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_loss_fn(p):
+            params = {**state.params, "discriminator": p}
+            k_real, k_gen = jax.random.split(k_d)
+            real_logits, s = judge(params, state.model_state, x, True, k_real)
+            fake_logits, s = judge(params, {**state.model_state, "discriminator": s}, fake, True,
+                                   k_gen)
+            return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, s)
+
+        (d_loss, (real_logits, fake_logits, d_state)), d_grads = jax.value_and_grad(
+            d_loss_fn, has_aux=True)(state.params["discriminator"])
+        d_updates, d_opt = tx["discriminator"].update(d_grads, state.opt_state["discriminator"],
+                                                      state.params["discriminator"])
+        d_params = optax.apply_updates(state.params["discriminator"], d_updates)
+        after_d = {**state.params, "discriminator": d_params}
+        model_state = {**state.model_state, "discriminator": d_state}
+
+        def g_loss_fn(p):
+            params = {**after_d, "generator": p}
+            samples, g_state = generate(params, model_state, k_fake2, x.shape[0], True)
+            logits, _ = judge(params, model_state, samples, True, k_g)
+            return generator_loss(logits, loss_name), g_state
+
+        (g_loss, g_state), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+            state.params["generator"])
+        g_updates, g_opt = tx["generator"].update(g_grads, state.opt_state["generator"],
+                                                  state.params["generator"])
+        params = {"generator": optax.apply_updates(state.params["generator"], g_updates),
+                  "discriminator": d_params}
+        metrics = {"d_loss": d_loss, "g_loss": g_loss,
+                   "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        return (State(state.step + 1, params, {**model_state, "generator": g_state},
+                      {"generator": g_opt, "discriminator": d_opt}), metrics)
+
+    def sample(state: State, key: jax.Array, n: int) -> jax.Array:
+        """n generated examples [n, *shape] (batch norm with its running statistics)."""
+        return generate(state.params, state.model_state, key, n)[0]
+
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        """The discriminator on the split's examples (up to eval_samples of them) against as many
+        generated ones, and the data's own scores of eval_samples generated examples."""
+        fake = sample(state, key, n_eval)
+        n_real = min(n_eval, split["x"].shape[0])
+        real = split["x"][:n_real - n_real % m]
+        real_logits, _ = judge(state.params, state.model_state, real)
+        fake_logits, _ = judge(state.params, state.model_state, fake)
+        out = {"d_loss": discriminator_loss(real_logits, fake_logits),
+               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        return {**out, **(score(fake) if score else {})}
+
+    def pictures(s: Snapshot) -> list:
+        from dlcore import plots
+        key = jax.random.key(0)
+        if shape == (2,):
+            real = s.data.splits["test"]["x"][:n_eval]
+            panels = [("data", real), ("generator at initialisation", sample(s.initial, key, n_eval)),
+                      (f"generator after {int(s.state.step)} steps", sample(s.state, key, n_eval))]
+            return [plots.points(panels, s.out_dir / "samples.png", s.title,
+                                 s.data.spec.get("modes"))]
+        rows = [sample(s.state, jax.random.fold_in(key, r), 12) for r in range(6)]
+        return [plots.example_grid(rows, s.out_dir / "samples.png",
+                                   f"{s.title}: generated after {int(s.state.step)} steps")]
+
+    headline = ("test_modes", "test_high_quality", "test_reverse_kl") if score else (
+        "test_d_real", "test_d_fake")
+    return Algorithm(init, step, evaluate, headline=headline, pictures=pictures,
+                     extras={"generator": generator, "discriminator": discriminator,
+                             "sample": sample})
