@@ -12,7 +12,7 @@ Sections: `encoder` ([b, *shape] -> [b, 2·latent]: means, then log-variances), 
     likelihood          'bernoulli' (pixels in [0, 1]: binarized, or grey levels as in the Flax
                         example) or 'gaussian' (N(x; decoder(z), variance·I))
     variance            the Gaussian decoder's variance: 'learned' (one scalar parameter,
-                        params['log_variance']) or a fixed number
+                        params['log_variance']) or a fixed number (unused by 'bernoulli')
     beta                the KL's weight in the training loss (1: the ELBO)
     eval_samples        k, the samples of z per example at evaluation
     eval_batch_size     examples per evaluation chunk (k decoder passes each)
@@ -69,8 +69,8 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
     latent = gen.positive_int(own["latent"], "vae.latent", "the latent size")
     likelihood = one_of(own["likelihood"], "vae.likelihood", LIKELIHOODS)
     variance, beta = own["variance"], own["beta"]
-    learned = variance == "learned"
-    check(learned or (type(variance) in (int, float) and math.isfinite(variance) and variance > 0),
+    learned = variance == "learned" and likelihood == "gaussian"
+    check(variance == "learned" or (type(variance) in (int, float) and math.isfinite(variance) and variance > 0),
           "vae.variance", f"must be 'learned' or a number > 0; got {variance!r}")
     check(type(beta) in (int, float) and math.isfinite(beta) and beta >= 0, "vae.beta",
           f"must be a number >= 0; got {beta!r}")

@@ -11,6 +11,9 @@ Keys of a section (`defaults()`):
     validation_fraction            the last fraction of the training examples, held out
     augment_shift, augment_noise   random circular shifts along the first axis and Gaussian noise,
                                    applied to training batches only (dlcore.data.augment)
+    labels, unlabeled_batch_size   None: every training label. N: only N training examples keep
+                                   their labels (stratified, drawn with split_seed), and the batch
+                                   adds 'x_unlabeled' from all of them (dlcore.data.few_labels)
 
 Integer targets make a classification task (labels 0..C-1; num_outputs C, C from the training
 labels), float targets a regression (num_outputs d). Every split is checked when it is loaded,
@@ -25,16 +28,16 @@ import numpy as np
 
 from dlcore.config import ConfigError, check
 from dlcore.core import Data
-from dlcore.data import augment
+from dlcore.data import augment, few_labels
 from dlcore.data.batching import batch_at
 
 
 def defaults(test_fraction: float | None = None) -> dict:
     """The keys of an array source (test_fraction only for sources that may lack a test split)."""
     cfg = {"batch_size": 100, "shuffle": False, "validation_fraction": 0.0, "augment_shift": 0,
-           "augment_noise": 0.0}
+           "augment_noise": 0.0, "labels": None, "unlabeled_batch_size": None, "split_seed": 0}
     if test_fraction is not None:
-        cfg.update(test_fraction=test_fraction, split_seed=0)
+        cfg.update(test_fraction=test_fraction)
     return cfg
 
 
@@ -78,11 +81,13 @@ def from_arrays(a: dict, cfg: dict, name: str | None = None) -> Data:
         tr = splits["train"]
         splits["validation"] = {k: v[-n_val:] for k, v in tr.items()}
         splits["train"] = {k: v[:-n_val] for k, v in tr.items()}
-    n = len(splits["train"]["x"])
     bs = cfg.get("batch_size")
     check(isinstance(bs, int) and not isinstance(bs, bool) and bs > 0, "data.batch_size",
           f"must be a positive integer; got {bs!r}")
-    check(bs <= n, "data.batch_size", f"{bs} is larger than the {n} training examples")
+    splits["train"], spec = few_labels.restrict(splits["train"], spec, cfg, name)
+    n = len(splits["train"]["x"])
+    check(bs <= n, "data.batch_size", f"{bs} is larger than the {n} training examples" +
+          (" that keep their labels (data.labels)" if "labels" in spec else ""))
     return Data({k: splits[k] for k in ("train", "validation", "test") if k in splits},
                 {**spec, "num_examples": n}, sampler(cfg))
 
@@ -110,12 +115,16 @@ def sampler(cfg: dict):
     bs, shuffle = cfg["batch_size"], cfg.get("shuffle", False)
     check(isinstance(shuffle, bool), "data.shuffle", f"must be true or false; got {shuffle!r}")
     shift, noise = cfg.get("augment_shift", 0), cfg.get("augment_noise", 0.0)
+    few = few_labels.settings(cfg)[0] is not None
 
     def sample(split, step, key):
-        batch = batch_at(split, step, bs, shuffle, key)
+        labeled = {k: v for k, v in split.items() if k != "x_unlabeled"}
+        batch = batch_at(labeled, step, bs, shuffle, key)
         if shift or noise:
             k_aug = jax.random.fold_in(jax.random.fold_in(key, 0x5EED), step)
             batch = {**batch, "x": augment.shift_and_noise(batch["x"], k_aug, shift, noise)}
+        if few:
+            batch["x_unlabeled"] = few_labels.unlabeled_batch(split, step, cfg, key)
         return batch
     return sample
 
