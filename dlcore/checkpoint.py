@@ -234,9 +234,21 @@ def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
     """(tree, step) from the newest good checkpoint in `directory`, read-only: a damaged one is
     skipped with a warning, nothing is moved or deleted (for reports on a finished run). None when
     there is no good checkpoint; ConfigError when one belongs to a different run."""
+    return next(_restored(directory, target_tree, newest_first=True), None)
+
+
+def restore_all(directory: Path, target_tree) -> list[tuple[object, int]]:
+    """[(tree, step)] of every good checkpoint kept in `directory`, oldest first, read-only as
+    restore_latest (a report's pictures of training as it went)."""
+    return list(_restored(directory, target_tree, newest_first=False))
+
+
+def _restored(directory: Path, target_tree, newest_first: bool):
+    """The good checkpoints of `directory` as (tree, step), in step order; damaged ones are
+    skipped with a warning."""
     directory = Path(directory).resolve()
     if not directory.exists():
-        return None
+        return
     abstract = _host_abstract(target_tree)
     try:
         mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
@@ -246,19 +258,20 @@ def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
                           f"{str(e)[:120]}); running the experiment again sets the damaged one "
                           "aside") from None
     with mngr:
-        for step in sorted(mngr.all_steps(), reverse=True):  # restore only: nothing is saved
+        for step in sorted(mngr.all_steps(), reverse=newest_first):  # restore only: no saving
             try:
                 saved, expected = mngr.item_metadata(step), _saved_digest(mngr, step)
                 if saved is not None:
                     check_same_run(saved.tree, abstract, step, directory)
                 tree = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
                 if expected is None or digest(tree) == expected:
-                    return tree, step
+                    yield tree, step
+                    continue
                 why = "its arrays do not match the checksum written with them"
             except ConfigError:
                 raise
-            except Exception as e:  # damaged: say so, and read the one before
+            except Exception as e:  # damaged: say so, and read the next one
                 why = f"{type(e).__name__}: {str(e)[:200]}"
             warnings.warn(f"checkpoint at step {step} in {directory} is damaged ({why}); "
-                          "using the one before", RuntimeWarning, stacklevel=2)
-    return None
+                          f"using the one {'before' if newest_first else 'after'}",
+                          RuntimeWarning, stacklevel=3)

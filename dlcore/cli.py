@@ -276,7 +276,7 @@ def _pictures(workdir: Path, title: str) -> list[Path]:
     out = workdir / "plots"
     out.mkdir(exist_ok=True)
     snapshot = Snapshot(run.final, run.init, run.data, run.metrics, out,
-                        f"{title}, step {run.step}")
+                        f"{title}, step {run.step}", run.history)
     return run.algorithm.pictures(snapshot)
 
 

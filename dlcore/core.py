@@ -69,13 +69,16 @@ class Data(NamedTuple):
 class Snapshot(NamedTuple):
     """What an algorithm's `pictures` draws from: one seed's state at the newest checkpoint (the
     best one under early stopping) and at initialisation, the run's data, its final summary metrics
-    ({} before the run has ended), where to write, and a title naming the run."""
+    ({} before the run has ended), where to write, a title naming the run, and `history()`: the
+    seed's (step, state) at every kept checkpoint, oldest first (restored only when called;
+    None when there is no run directory)."""
     state: Any
     initial: Any
     data: Data
     metrics: dict
     out_dir: Any
     title: str
+    history: Callable[[], list] | None = None
 
 
 def split_keys(root: jax.Array) -> dict:

@@ -321,6 +321,7 @@ class Run(NamedTuple):
     final: Any       # the newest checkpoint's state (the best one when early stopping)
     step: int
     metrics: dict    # summary.json's final metrics ({} before the run ended)
+    history: Any = None  # () -> [(step, state)] at every kept checkpoint, oldest first
 
     @property
     def model(self):
@@ -375,7 +376,12 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     tree, step = restored
     final = tree["early_stopping"]["state"] if "early_stopping" in tree else tree["state"]
     final = final if one else pick(final, seed_index)
-    return Run(config, algorithm, data, pick(inits, seed_index), final, step, metrics)
+
+    def history() -> list:
+        """[(step, state)] of this seed at every kept checkpoint, oldest first."""
+        return [(s, t["state"] if one else pick(t["state"], seed_index)) for t, s in
+                checkpoint.restore_all(workdir / "checkpoints", checkpoint.target(states, stopper))]
+    return Run(config, algorithm, data, pick(inits, seed_index), final, step, metrics, history)
 
 
 def _read_json(path: Path) -> dict:

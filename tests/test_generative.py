@@ -236,3 +236,20 @@ def test_a_model_section_switches_family_with_its_keys():
     with pytest.raises(ConfigError, match="'decoder.hiden'"):
         experiment.complete({"algorithm": "vae", "data": {"name": "digits"},
                              "decoder": {"hiden": (3,)}})
+
+
+def test_report_draws_the_samples_of_every_kept_checkpoint(tmp_path, capsys):
+    """`dlcore report` on a GAN run: samples.png from initialisation through every kept checkpoint
+    (Snapshot.history restores them, read-only, oldest first)."""
+    from dlcore import cli
+    config = experiment.load("ring/gan", quick=True, overrides=[
+        "loop.steps=30", "loop.checkpoint_every=10", "loop.keep_checkpoints=3"])
+    experiment.run(config, tmp_path / "run", progress=False)
+    run = experiment.load_run(tmp_path / "run")
+    history = run.history()
+    assert [step for step, _ in history] == [10, 20, 30]
+    assert int(history[0][1].step) == 10 and int(history[-1][1].step) == 30
+    assert not np.allclose(history[0][1].params["generator"]["head"]["kernel"],
+                           history[-1][1].params["generator"]["head"]["kernel"])
+    cli.main(["report", str(tmp_path / "run")])
+    assert (tmp_path / "run" / "plots" / "samples.png").stat().st_size > 0

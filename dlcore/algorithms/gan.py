@@ -192,17 +192,23 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         return {**out, **(score(fake) if score else {})}
 
     def pictures(s: Snapshot) -> list:
+        """samples.png: generated samples at initialisation, at every kept checkpoint and at the
+        end (2-D data: point clouds over the data's modes; images: one row per state)."""
         from dlcore import plots
         key = jax.random.key(0)
+        kept = [(step, state) for step, state in (s.history() if s.history else [])
+                if step != int(s.state.step)][-4:]
+        states = [(0, s.initial), *kept, (int(s.state.step), s.state)]
         if shape == (2,):
-            real = s.data.splits["test"]["x"][:n_eval]
-            panels = [("data", real), ("generator at initialisation", sample(s.initial, key, n_eval)),
-                      (f"generator after {int(s.state.step)} steps", sample(s.state, key, n_eval))]
-            return [plots.points(panels, s.out_dir / "samples.png", s.title,
+            panels = [("data", s.data.splits["test"]["x"][:n_eval])]
+            panels += [(f"step {step}", sample(state, key, n_eval)) for step, state in states]
+            return [plots.points(panels, s.out_dir / "samples.png",
+                                 f"{s.title}: generated samples as training went",
                                  s.data.spec.get("modes"))]
-        rows = [sample(s.state, jax.random.fold_in(key, r), 12) for r in range(6)]
+        rows = [sample(state, key, 12) for _, state in states]
         return [plots.example_grid(rows, s.out_dir / "samples.png",
-                                   f"{s.title}: generated after {int(s.state.step)} steps")]
+                                   f"{s.title}: generated examples as training went",
+                                   [f"step {step}" for step, _ in states])]
 
     headline = ("test_modes", "test_high_quality", "test_reverse_kl") if score else (
         "test_d_real", "test_d_fake")

@@ -47,6 +47,8 @@ class CNN(nn.Module):
     layers (act, dropout) and the output layer. Integer padding p adds p zeros on each side
     (PyTorch's padding=p). Layers: conv_i, bn_i, conv_i_2, bn_i_2, shortcut_i, shortcut_bn_i,
     dense_j, head; `params["conv_0"]["kernel"]` is [*kernel, in_ch, out_ch] (first-layer filters).
+    num_outputs 0: no output layer; the features after the head and dense layers are the output
+    (a trunk for another network: dlcore.algorithms.simclr).
     """
     num_outputs: int
     dims: int = 2
@@ -110,6 +112,8 @@ class CNN(nn.Module):
         h = h if self.dense else drop(h)  # else the last hidden layer's dropout feeds the output
         for j, width in enumerate(self.dense):
             h = drop(act(dense_layer(width, h.shape[-1], self.initializer, name=f"dense_{j}")(h)))
+        if self.num_outputs == 0:
+            return h
         return dense_layer(self.num_outputs, h.shape[-1], self.initializer, name="head")(h)
 
     def _check_stage(self, i: int, sizes: tuple, kernel: int, stride: int) -> None:
