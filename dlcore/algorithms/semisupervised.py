@@ -1,6 +1,6 @@
 """Semi-supervised classification: a few labeled examples and many unlabeled ones (data.labels).
 
-    state = supervised.State(step, params, model_state, opt_state)
+    state = State(step, params, model_state, opt_state)        # as supervised learning's
     batch = {'x': [B, *shape], 'y': [B] int, 'x_unlabeled': [U, *shape]}   (dlcore.data.few_labels)
 
 Every step minimises  L = L_s + λ(t) L_u:  L_s, the cross-entropy of the weakly augmented labeled
@@ -16,8 +16,11 @@ batch; L_u, a consistency loss on the unlabeled batch chosen by `semisupervised.
                     L_u = (1/U) sum_u mean_c (softmax(f(u1)) - sg(softmax(f(u2))))^2 , no mask.
 
 λ(t) = unlabeled_weight * min(1, t / rampup_steps) (rampup_steps 0: no ramp; FixMatch uses none,
-the Π-model a ramp). As in FixMatch all views go through the network in one batch
-[labeled; unlabeled views], so batch-norm statistics are shared and every view sees dropout.
+the Π-model a ramp). unlabeled_weight 0 is the labels-only ablation: the same network, weak
+augmentation and optimizer on the labeled batch alone (the unlabeled batch is not computed).
+As in FixMatch all views go through the network as one batch [labeled; unlabeled views], so
+batch-norm statistics are shared and every view sees dropout. The defaults are FixMatch's
+(threshold 0.95, λ_u 1; mu = data.unlabeled_batch_size / data.batch_size, 7 unless set).
 
 Augmentations are pure jittable functions of (x [b, *shape], key) for 1-D signals [b, L] (MNIST-1D)
 and images [b, H, W, C] (digits): the "spatial" axes are every example axis but a trailing channel
@@ -34,7 +37,8 @@ Sections: `model` (any classifier family, as supervised), `optim`, `semisupervis
     strong_noise, strong_scale, cutout, eval_batch_size.
 Step metrics: loss, supervised_loss, unlabeled_loss, accuracy (of the labeled batch), mask_rate
 (the fraction of unlabeled examples whose pseudo-label passes the threshold; 1 for the Π-model).
-evaluate: loss and accuracy on a whole split, as supervised; headline test_accuracy. The labels of
+evaluate: mean cross-entropy and accuracy on a whole split, as supervised learning's (the training
+split's: its N labeled examples); headline test_accuracy. The labels of
 the unlabeled examples never reach the step (the data drops them), so no metric can peek at them.
 """
 from __future__ import annotations
@@ -45,13 +49,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore import losses, optim
-from dlcore.algorithms import supervised
+from typing import Any, NamedTuple
+
+from dlcore import generative as gen, losses, models, optim
 from dlcore.config import check, one_of
-from dlcore.core import Algorithm, Data
+from dlcore.core import Algorithm, Data, Snapshot
 
 MODELS = ("model",)
 METHODS = ("fixmatch", "pseudo_label", "pi_model")
+
+
+class State(NamedTuple):
+    step: jax.Array      # int32 scalar: updates applied so far
+    params: Any          # the model's 'params' collection
+    model_state: Any     # other collections, e.g. {'batch_stats': ...}; {} when none
+    opt_state: Any
 
 
 def defaults() -> dict:
@@ -149,11 +161,10 @@ def consistency_loss(logits_a: jax.Array, logits_b: jax.Array) -> jax.Array:
 
 def settings(own: dict) -> dict:
     """The `semisupervised` section, checked (ConfigError naming the key)."""
-    def number(key, low=0.0, high=math.inf, low_open=False):
+    def number(key, high=math.inf):
         v = own[key]
-        ok = type(v) in (int, float) and math.isfinite(v) and (v > low if low_open else v >= low)
-        check(ok and v <= high, f"semisupervised.{key}",
-              f"must be a number in {'(' if low_open else '['}{low}, {high}]; got {v!r}")
+        check(type(v) in (int, float) and math.isfinite(v) and 0 <= v <= high,
+              f"semisupervised.{key}", f"must be a number in [0, {high}]; got {v!r}")
         return float(v)
 
     def integer(key):
@@ -163,10 +174,10 @@ def settings(own: dict) -> dict:
         return v
 
     out = {"method": one_of(own["method"], "semisupervised.method", METHODS),
-           "threshold": number("threshold", 0.0, 1.0),
+           "threshold": number("threshold", 1.0),
            "unlabeled_weight": number("unlabeled_weight"),
            "weak_noise": number("weak_noise"), "strong_noise": number("strong_noise"),
-           "strong_scale": number("strong_scale", 0.0, 1.0)}
+           "strong_scale": number("strong_scale", 1.0)}
     for key in ("rampup_steps", "weak_shift", "strong_shift", "cutout", "eval_batch_size"):
         out[key] = integer(key)
     check(out["eval_batch_size"] > 0, "semisupervised.eval_batch_size",
@@ -183,12 +194,11 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
           "semisupervised learns from a few labels and the unlabeled rest: set data.labels, the "
           "number of training examples that keep their labels (e.g. 40)")
     s = settings(config["semisupervised"])
-    base = supervised.make({"model": config["model"], "optim": config["optim"],
-                            "supervised": {"eval_batch_size": s["eval_batch_size"],
-                                           "log_details": False}}, data, steps)
-    model = base.extras["model"]
+    shape = tuple(spec["input_shape"])
+    model = models.build(config["model"], shape, spec["num_outputs"])
     tx = optim.build(config["optim"], steps)
     method = s["method"]
+    labels_only = s["unlabeled_weight"] == 0  # the labels-only ablation: no unlabeled forward pass
     weak = lambda x, k: weak_augment(x, k, s["weak_shift"], s["weak_noise"])
     strong = lambda x, k: strong_augment(x, k, s["strong_shift"], s["strong_noise"],
                                          s["strong_scale"], s["cutout"])
@@ -199,10 +209,12 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         return s["unlabeled_weight"] * jnp.minimum(1.0, step / s["rampup_steps"])
 
     def views(batch, key):
-        """[labeled weak; unlabeled views...] stacked, and the number of unlabeled views."""
+        """[labeled weak, unlabeled views...]; the labeled view alone when λ_u = 0."""
         k_l, k_1, k_2 = jax.random.split(key, 3)
         u = batch["x_unlabeled"]
         x_l = weak(batch["x"], k_l)
+        if labels_only:
+            return [x_l]
         if method == "fixmatch":
             return [x_l, weak(u, k_1), strong(u, k_2)]
         if method == "pseudo_label":
@@ -217,7 +229,9 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         cuts = [len(p) for p in parts]
         logits = jnp.split(out, _offsets(cuts))
         sup = losses.cross_entropy(logits[0], batch["y"])
-        if method == "fixmatch":
+        if labels_only:
+            unl, mask = jnp.zeros(()), jnp.zeros(())
+        elif method == "fixmatch":
             unl, mask = pseudo_label_loss(logits[1], logits[2], s["threshold"])
         elif method == "pseudo_label":
             unl, mask = pseudo_label_loss(logits[1], logits[1], s["threshold"])
@@ -228,16 +242,49 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
                       "accuracy": losses.accuracy(logits[0], batch["y"]),
                       "mask_rate": jnp.mean(mask), "model_state": new_model_state}
 
-    def step(state: supervised.State, batch: dict, key: jax.Array):
+    def init(key: jax.Array) -> State:
+        params, model_state = gen.init(model, key, shape)
+        return State(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
+
+    def step(state: State, batch: dict, key: jax.Array):
         grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, state.model_state, batch, key,
                                                      weight_at(state.step))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         model_state = aux.pop("model_state")
-        return supervised.State(state.step + 1, params, model_state, opt_state), aux
+        return State(state.step + 1, params, model_state, opt_state), aux
 
-    return Algorithm(base.init, step, base.evaluate, headline=("test_accuracy",),
-                     pictures=base.pictures,
+    def evaluate(state: State, split: dict, key: jax.Array) -> dict:
+        """Mean cross-entropy and accuracy over the whole split {'x', 'y'}, eval_batch_size
+        examples at a time (on a training split: its N labeled examples)."""
+        x_all, y_all = jnp.asarray(split["x"]), jnp.asarray(split["y"])
+
+        def per_example(i, k):
+            out, _ = model.apply(models.variables_of(state), x_all[i], False, None)
+            y = y_all[i]
+            return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, y),
+                    "accuracy": (jnp.argmax(out, -1) == y).astype(jnp.float32)}
+        return gen.chunked_mean(per_example, jnp.arange(y_all.shape[0]),
+                                s["eval_batch_size"], key)
+
+    def pictures(snap: Snapshot) -> list:
+        """activations.png for 4 test inputs and the model family's own pictures, as supervised
+        learning draws them."""
+        from dlcore import analysis, plots
+        test = snap.data.splits["test"]
+        variables = models.variables_of(snap.state)
+        paths = []
+        acts = analysis.intermediates(model, variables, test["x"][:4])
+        if acts:
+            paths.append(plots.activations(test["x"][:4], test["y"][:4], acts,
+                                           snap.out_dir / "activations.png",
+                                           f"{snap.title}: activations for 4 test inputs"))
+        if hasattr(model.family, "pictures"):
+            paths += model.family.pictures(model, variables, models.variables_of(snap.initial),
+                                           snap.data, snap.out_dir, snap.title)
+        return paths
+
+    return Algorithm(init, step, evaluate, headline=("test_accuracy",), pictures=pictures,
                      extras={"model": model, "weak_augment": weak, "strong_augment": strong})
 
 
