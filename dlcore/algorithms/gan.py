@@ -196,16 +196,17 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         end (2-D data: point clouds over the data's modes; images: one row per state)."""
         from dlcore import plots
         key = jax.random.key(0)
+        draw = jax.jit(sample, static_argnums=2)  # one compile for every state drawn
         kept = [(step, state) for step, state in (s.history() if s.history else [])
                 if step != int(s.state.step)][-4:]
         states = [(0, s.initial), *kept, (int(s.state.step), s.state)]
         if shape == (2,):
             panels = [("data", s.data.splits["test"]["x"][:n_eval])]
-            panels += [(f"step {step}", sample(state, key, n_eval)) for step, state in states]
+            panels += [(f"step {step}", draw(state, key, n_eval)) for step, state in states]
             return [plots.points(panels, s.out_dir / "samples.png",
                                  f"{s.title}: generated samples as training went",
                                  s.data.spec.get("modes"))]
-        rows = [sample(state, key, 12) for _, state in states]
+        rows = [draw(state, key, 12) for _, state in states]
         return [plots.example_grid(rows, s.out_dir / "samples.png",
                                    f"{s.title}: generated examples as training went",
                                    [f"step {step}" for step, _ in states])]
