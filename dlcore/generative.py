@@ -9,15 +9,37 @@ its output is reshaped here (`as_examples`). So an MLP, a CNN encoder and a tran
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from dlcore import models
 from dlcore.config import ConfigError, check
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+class State(NamedTuple):
+    """The state of an algorithm that trains some networks with one optimizer."""
+    step: jax.Array   # int32 scalar: updates applied so far
+    params: Any       # {network: params} (and any other trained arrays, e.g. a VAE's variance)
+    model_state: Any  # {network: other collections (batch statistics), {} when none}
+    opt_state: Any
+
+
+def gradient_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
+    """step(state, batch, key) -> (state, metrics): one optimizer update on
+    loss_fn(params, model_state, batch['x'], key) -> (loss, (metrics, new model_state));
+    the metrics are {'loss': loss, **metrics}."""
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.model_state, batch["x"], key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return State(state.step + 1, params, model_state, opt_state), {"loss": loss, **metrics}
+    return step
 
 
 def require_examples(spec: dict, algorithm: str) -> tuple:

@@ -52,6 +52,7 @@ def test_linear_autoencoder_reaches_the_pca_error():
     state, metrics = train(alg, data, 3000)
     pca = digits_eigenvalues(data)[q:].sum()
     got = float(alg.evaluate(state, data.splits["train"], jax.random.key(0))["loss"])
+    print(f"linear autoencoder {got:.4f}, PCA {pca:.4f}")  # the README's figures (pytest -s)
     assert got == pytest.approx(pca, rel=0.01)
     assert got >= pca * (1 - 1e-4)  # nothing linear does better than PCA
 
@@ -75,6 +76,7 @@ def test_linear_gaussian_vae_reaches_the_probabilistic_pca_likelihood():
     ppca = -0.5 * (d * math.log(2 * math.pi) + np.log(lam[:q]).sum() + (d - q) * math.log(s2) + d)
     got = alg.evaluate(state, data.splits["train"], jax.random.key(0))
     elbo, iw = -float(got["nelbo"]), -float(got["iw_nll"])
+    print(f"ELBO {elbo:.2f}, IW log-likelihood {iw:.2f}, PPCA {ppca:.2f}")  # README (pytest -s)
     assert elbo == pytest.approx(ppca, rel=0.01)
     assert elbo <= iw <= ppca * (1 + 1e-3)
     assert iw == pytest.approx(ppca, rel=0.005)

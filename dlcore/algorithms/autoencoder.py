@@ -21,25 +21,17 @@ reconstruction: x̂ for squared_error, sigmoid(logits) for bernoulli).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from dlcore import generative as gen, optim
 from dlcore.config import check, one_of
 from dlcore.core import Algorithm, Data, Snapshot
+from dlcore.generative import State
 
 MODELS = ("encoder", "decoder")
 LOSSES = ("squared_error", "bernoulli")
-
-
-class State(NamedTuple):
-    step: jax.Array
-    params: Any       # {'encoder': ..., 'decoder': ...}
-    model_state: Any  # {'encoder': {...}, 'decoder': {...}}: batch statistics, {} when none
-    opt_state: Any
 
 
 def defaults() -> dict:
@@ -90,15 +82,9 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         noisy = x + noise * jax.random.normal(k_noise, x.shape) if noise else x
         out, new_state = forward(params, model_state, noisy, True, k_net)
         loss, mse = losses(out, x)
-        return jnp.mean(loss), (jnp.mean(mse), new_state)
+        return jnp.mean(loss), ({"mse": jnp.mean(mse)}, new_state)
 
-    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        (loss, (mse, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.model_state, batch["x"], key)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (State(state.step + 1, params, model_state, opt_state),
-                {"loss": loss, "mse": mse})
+    step = gen.gradient_step(loss_fn, tx)
 
     def evaluate(state: State, split: dict, key: jax.Array) -> dict:
         def per_example(x, k):

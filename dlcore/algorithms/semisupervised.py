@@ -49,21 +49,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from typing import Any, NamedTuple
-
 from dlcore import generative as gen, losses, models, optim
 from dlcore.config import check, one_of
 from dlcore.core import Algorithm, Data, Snapshot
+from dlcore.generative import State
 
 MODELS = ("model",)
 METHODS = ("fixmatch", "pseudo_label", "pi_model")
-
-
-class State(NamedTuple):
-    step: jax.Array      # int32 scalar: updates applied so far
-    params: Any          # the model's 'params' collection
-    model_state: Any     # other collections, e.g. {'batch_stats': ...}; {} when none
-    opt_state: Any
 
 
 def defaults() -> dict:

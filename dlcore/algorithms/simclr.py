@@ -53,7 +53,7 @@ neighbours, as scikit-learn's score on its training data does.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +63,7 @@ import optax
 from dlcore import generative as gen, optim
 from dlcore.config import ConfigError, check, one_of
 from dlcore.core import Algorithm, Data, Snapshot
+from dlcore.generative import State
 
 MODELS = ("trunk", "projector")
 METRICS = ("euclidean", "cosine")
@@ -73,13 +74,6 @@ METRICS = ("euclidean", "cosine")
 CONV_BASE = {"name": "cnn", "dims": 1, "channels": (25, 25, 25), "kernel_sizes": (5, 3, 3),
              "strides": (2, 2, 2), "padding": 1, "activation": "relu", "head": "flatten",
              "dense": (), "init": "torch"}
-
-
-class State(NamedTuple):
-    step: jax.Array
-    params: Any       # {'trunk': ..., 'projector': ...}
-    model_state: Any  # {'trunk': {...}, 'projector': {...}}: batch statistics, {} when none
-    opt_state: Any
 
 
 class Probe(NamedTuple):
@@ -337,15 +331,9 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         both = jnp.concatenate([views(x, k1), views(x, k2)])  # one pass over the 2b views
         _, z, new_state = forward(params, model_state, both, True, k_net)
         losses, correct = nt_xent_terms(z[:x.shape[0]], z[x.shape[0]:], tau)
-        return jnp.mean(losses), (jnp.mean(correct), new_state)
+        return jnp.mean(losses), ({"contrastive_accuracy": jnp.mean(correct)}, new_state)
 
-    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        (loss, (acc, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.model_state, batch["x"], key)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (State(state.step + 1, params, model_state, opt_state),
-                {"loss": loss, "contrastive_accuracy": acc})
+    step = gen.gradient_step(loss_fn, tx)
 
     def contrastive_loss(state: State, x: jax.Array, key: jax.Array) -> jax.Array:
         """The NT-Xent loss over a whole split, chunk examples (and their 2 views) at a time."""

@@ -24,25 +24,17 @@ that tightens as k grows), 'kl'.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from dlcore import generative as gen, optim
 from dlcore.config import check, one_of
 from dlcore.core import Algorithm, Data, Snapshot
+from dlcore.generative import State
 
 MODELS = ("encoder", "decoder")
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-class State(NamedTuple):
-    step: jax.Array
-    params: Any       # {'encoder', 'decoder'} and, for a learned variance, 'log_variance' (scalar)
-    model_state: Any  # {'encoder': {...}, 'decoder': {...}}
-    opt_state: Any
 
 
 def defaults() -> dict:
@@ -115,12 +107,7 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         metrics = {"nelbo": jnp.mean(rec + kl), "kl": jnp.mean(kl), "reconstruction": jnp.mean(rec)}
         return jnp.mean(rec + beta * kl), (metrics, {"encoder": se, "decoder": sd})
 
-    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.model_state, batch["x"], key)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return State(state.step + 1, params, model_state, opt_state), {"loss": loss, **metrics}
+    step = gen.gradient_step(loss_fn, tx)
 
     def log_weights(state: State, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(log p(x, z_i) − log q(z_i | x) [k, b] for k samples z_i ~ q(z|x), KL [b])."""
