@@ -91,10 +91,13 @@ def _is_nnx_class(x) -> bool:
 
 # --- building ----------------------------------------------------------------------------------------
 
-def build(cfg: dict, input_shape: tuple, num_outputs: int, input_dtype=jnp.float32) -> Model:
+def build(cfg: dict, input_shape: tuple, num_outputs: int, input_dtype=jnp.float32,
+          example: Any = None) -> Model:
     """The model of a `model` section for examples of `input_shape` (of `input_dtype`: int32 for
     token ids); every value is checked, and init is traced once (abstractly, nothing compiles) so
-    a model that cannot take the data fails here with one clear ConfigError."""
+    a model that cannot take the data fails here with one clear ConfigError. example: an input
+    to trace with when inputs are no single array (a dlcore.graphs.Graph); input_shape is then
+    the shape of one node's features."""
     check_input_shape(cfg, input_shape)
     fam = family(cfg["name"])
     missing = [k for k, v in cfg.items() if isinstance(v, str) and v == REQUIRED]
@@ -116,7 +119,8 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int, input_dtype=jnp.float
     else:
         model = wrap(fam, None)
     try:
-        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape), input_dtype))
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape), input_dtype)
+                       if example is None else example)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model '{cfg['name']}' cannot take inputs of shape "
                           f"{tuple(input_shape)}: {str(e).splitlines()[0]}") from None
