@@ -18,7 +18,8 @@ The batch the algorithm sees is the same for both: {'graph': Graph, 'y', 'mask'}
 the nodes (node tasks) or graphs (graph tasks) whose targets count. The spec adds 'level' ('node'
 or 'graph'), 'example' (a batch's Graph, to build the model with) and, optionally, 'baselines':
 {split: {metric: value}} scores of a method computed when the data was made (spectral clustering
-on a block model), which the algorithm reports beside its own.
+on a block model); each split carries its own as scalars ('baselines'), which the algorithm's
+evaluation reports beside its own metrics.
 """
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def node_task(graph: G.Graph, y, masks: dict, name: str = "graph",
         if not m.any():
             raise ConfigError(f"data '{name}': the '{split}' mask selects no nodes")
         splits[split] = {"graph": graph, "y": y, "mask": m & graph.node_mask}
+    _add_baselines(splits, baselines, name)
     spec.update(level="node", input_shape=(graph.nodes.shape[1],), example=graph,
                 num_examples=int(splits["train"]["mask"].sum()), baselines=baselines or {})
     return Data(splits, spec, lambda split, step, key: split, evaluate_train=True)
@@ -109,18 +111,29 @@ def graph_task(graphs: Sequence[G.Graph], y, split: dict, batch_size: int = 32,
     check(batch_size <= n, "data.batch_size", f"{batch_size} is larger than the {n} training "
           "graphs")
 
+    _add_baselines(splits, baselines, name)
+
     def sample(train, step, key):
-        b = batch_at(train, step, batch_size, shuffle, key)
+        b = batch_at({k: train[k] for k in (*G.SLOT_KEYS, "y")}, step, batch_size, shuffle, key)
         out = as_batch(b)
         if transform is not None:
             out = transform(out, jax.random.fold_in(jax.random.fold_in(key, 0x6AF), step))
         return out
 
-    example = as_batch({k: v[:1] for k, v in splits["train"].items()})["graph"]
+    example = as_batch({k: splits["train"][k][:1] for k in (*G.SLOT_KEYS, "y")})["graph"]
     spec.update(level="graph", input_shape=(slots["nodes"].shape[-1],), example=example,
                 num_examples=n, baselines=baselines or {}, max_nodes=slots["nodes"].shape[1],
                 max_edges=slots["senders"].shape[1])
     return Data(splits, spec, sample)
+
+
+def _add_baselines(splits: dict, baselines: dict | None, name: str) -> None:
+    """Each split's baseline scores as scalars inside the split ('baselines'), which the
+    algorithm's evaluation reports beside its own metrics."""
+    for split, scores in (baselines or {}).items():
+        if split not in splits:
+            raise ConfigError(f"data '{name}': baselines for a split '{split}' it does not have")
+        splits[split]["baselines"] = {k: np.float32(v) for k, v in scores.items()}
 
 
 def as_batch(slots: dict) -> dict:
