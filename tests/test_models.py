@@ -336,8 +336,8 @@ def test_unknown_model_name_lists_dlcores_families():
         models.build({**good_cfg(), "name": "transfomer"}, (7,), 3)
     msg = str(e.value)
     assert "'model.name'" in msg and "no model 'transfomer'" in msg
-    assert "dlcore's are cnn, deconv, gpt, logreg, maxout, mlp, rnn, transformer" in msg
-    with pytest.raises(ConfigError, match="dlcore's are cnn, deconv, gpt, logreg, maxout, mlp, rnn, transformer"):
+    assert "dlcore's are cnn, deconv, gnn, gpt, logreg, maxout, mlp, rnn, transformer" in msg
+    with pytest.raises(ConfigError, match="dlcore's are cnn, deconv, gnn, gpt, logreg, maxout, mlp, rnn, transformer"):
         experiment.complete({"algorithm": "supervised", "data": {"name": "digits"},
                              "model": {"name": "transfomer"}})
     with pytest.raises(ConfigError, match=r"cannot import 'no_such_package\.models:Net'"):
