@@ -113,6 +113,8 @@ def _features(a, what: str, name: str) -> np.ndarray:
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
                                or np.issubdtype(a.dtype, np.integer)):
         raise ConfigError(f"{name}: {what} of dtype {a.dtype} are not numbers")
+    if a.ndim == 0:
+        raise ConfigError(f"{name}: {what} must be an array with a row per item; got a scalar")
     a = a.reshape(len(a), -1) if a.ndim != 2 else a
     with np.errstate(over="ignore", invalid="ignore"):
         out = a.astype(np.float32)
@@ -141,11 +143,7 @@ def batch(graphs: Sequence[Graph]) -> Graph:
     if not graphs:
         raise ConfigError("batch(): no graphs to batch")
     graphs = [jax.tree.map(np.asarray, g) for g in graphs]
-    for field, what in (("nodes", "node"), ("edges", "edge"), ("globals", "global")):
-        widths = {getattr(g, field).shape[1] for g in graphs}
-        if len(widths) > 1:
-            raise ConfigError(f"batch(): graphs with {sorted(widths)} {what} features; every "
-                              "graph of a batch needs the same number")
+    same_widths(graphs, "batch()")
     node_offsets = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
     graph_offsets = np.cumsum([0] + [g.num_graphs for g in graphs[:-1]])
     cat = lambda field: np.concatenate([getattr(g, field) for g in graphs])
@@ -155,6 +153,15 @@ def batch(graphs: Sequence[Graph]) -> Graph:
                  cat("globals"), cat("n_node"), cat("n_edge"),
                  np.concatenate([g.node_graph + o for g, o in zip(graphs, graph_offsets)]).astype(np.int32),
                  cat("node_mask"), cat("edge_mask"))
+
+
+def same_widths(graphs: Sequence[Graph], where: str) -> None:
+    """ConfigError unless every graph has the same number of node, edge and global features."""
+    for field, what in (("nodes", "node"), ("edges", "edge"), ("globals", "global")):
+        widths = {getattr(g, field).shape[1] for g in graphs}
+        if len(widths) > 1:
+            raise ConfigError(f"{where}: graphs with {sorted(widths)} {what} features; every "
+                              "graph of a batch needs the same number")
 
 
 def pad(g: Graph, num_nodes: int, num_edges: int, num_graphs: int) -> Graph:
@@ -235,6 +242,7 @@ def stack(graphs: Sequence[Graph], max_nodes: int | None = None,
     graphs = [jax.tree.map(np.asarray, g) for g in graphs]
     if any(g.num_graphs != 1 for g in graphs):
         raise ConfigError("stack(): takes single graphs, not batches")
+    same_widths(graphs, "stack()")
     mn = max(g.num_nodes for g in graphs) if max_nodes is None else max_nodes
     me = max(max(g.num_edges for g in graphs), 1) if max_edges is None else max_edges
     slot = lambda a, size: np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])

@@ -1,7 +1,6 @@
 """The graph data sources (karate, csl, sbm, triangles) and the checks of dlcore.graphs and
 dlcore.data.graph_data on user input: shapes, specs, the protocols the docstrings promise, and one
 clear ConfigError for each bad key or bad input. Small sizes: the file runs in seconds."""
-import time
 
 import jax
 import networkx as nx
@@ -207,14 +206,11 @@ def test_sbm_spectral_baseline_detects_above_the_threshold_only():
     assert sbm.load({**base, "spectral": False}).spec["baselines"] == {"validation": {}, "test": {}}
 
 
-def test_sbm_100k_nodes_build_fast():
-    t = time.perf_counter()
+def test_sbm_100k_nodes_and_a_million_edges():
     data = sbm.load({"nodes": 100_000, "validation": 1000})
-    seconds = time.perf_counter() - t
     g = data.splits["train"]["graph"]
     assert abs(g.num_edges - 1_000_000) < 10_000 and g.nodes.shape == (100_000, 16)
     assert data.spec["baselines"]["test"]["spectral_accuracy"] > 0.8  # snr 1.5
-    assert seconds < 15, f"the 100,000-node block model took {seconds:.1f} s"
 
 
 @pytest.mark.parametrize("over, key", [
@@ -347,20 +343,16 @@ def test_graph_task_refuses_bad_input():
         graph_task(gs, y, split, batch_size=9)
 
 
-# Gaps found in graph_data / graphs (reported, not fixed here: the owners' files). Each xfail
-# turns into a pass once the check exists.
+# Bad split indices, unequal feature widths and scalar features: one clear error each.
 
-@pytest.mark.xfail(reason="graph_task does not check split indices: 12 raises IndexError, -1 "
-                   "wraps to the last graph, 8.5 truncates to 8")
 @pytest.mark.parametrize("bad", [[8, 12], [8, -1], [8.5, 9.0]])
 def test_graph_task_refuses_bad_split_indices(bad):
     gs, y = [small_graph()] * 10, np.arange(10) % 2
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="the 'test' split (holds graph index|must be a vector "
+                       "of integer graph indices)"):
         graph_task(gs, y, {"train": np.arange(8), "test": np.array(bad)}, batch_size=2)
 
 
-@pytest.mark.xfail(reason="graph_task (G.stack) lets numpy fail on graphs of unequal feature "
-                   "widths", raises=ValueError)
 def test_graph_task_refuses_unequal_feature_widths():
     wide = G.graph(np.ones((4, 2)), [0, 1, 2], [1, 2, 3])
     with pytest.raises(ConfigError, match="features"):
@@ -368,8 +360,6 @@ def test_graph_task_refuses_unequal_feature_widths():
                    {"train": np.arange(8), "test": np.array([8, 9])}, batch_size=2)
 
 
-@pytest.mark.xfail(reason="graphs.graph: a 0-d feature array raises TypeError from len()",
-                   raises=TypeError)
 def test_graph_refuses_scalar_features():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="node features must be an array"):
         G.graph(5.0, [], [])

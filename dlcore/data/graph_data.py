@@ -100,7 +100,15 @@ def graph_task(graphs: Sequence[G.Graph], y, split: dict, batch_size: int = 32,
     check(isinstance(shuffle, bool), "data.shuffle", f"must be true or false; got {shuffle!r}")
     splits = {}
     for s, idx in split.items():
-        idx = np.asarray(idx, np.int64)
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
+            raise ConfigError(f"data '{name}': the '{s}' split must be a vector of integer "
+                              f"graph indices; got {idx.dtype} {idx.shape}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(graphs)):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise ConfigError(f"data '{name}': the '{s}' split holds graph index {bad}, outside "
+                              f"the {len(graphs)} graphs 0..{len(graphs) - 1}")
         if idx.size == 0:
             raise ConfigError(f"data '{name}': the '{s}' split has no graphs")
         splits[s] = {**{k: v[idx] for k, v in slots.items()}, "y": y[idx]}
