@@ -328,11 +328,13 @@ class GNN(nn.Module):
             h = h + z if self.residual and z.shape == h.shape else z
             self.sow("intermediates", f"layer_{i}", h)  # free unless apply(mutable=...) asks
         if self.readout == "none":
+            self.sow("intermediates", "embedding", h)  # what `dlcore report` draws
             out = self._conv(self.num_outputs, h.shape[-1], True, "conv_out")(graph, drop(h),
                                                                               train)
             return jnp.where(graph.node_mask[:, None], out, 0.0)
         z = (AttentionReadout(h.shape[-1], name="readout")(graph, h)
              if self.readout == "attention" else readout(graph, h, self.readout))
+        self.sow("intermediates", "embedding", z)  # each graph's representation, as drawn
         z = drop(z)
         for j, width in enumerate(self.dense):
             z = drop(act(nn.Dense(width, name=f"dense_{j}")(z)))
