@@ -13,6 +13,7 @@ from dlcore.config import load
 
 def get_config(quick: bool = False) -> dict:
     config = load("csl/gin", quick=quick)
+    del config["experiment"]
     config["data"].update(pe_dim=20, sign_flip=True)
     config["published"] = {"test_accuracy": {"dwivedi_gin_lappe_approx": 1.0}}
     if not quick:
