@@ -4,8 +4,8 @@
   coloured by predicted class, training nodes ringed in black and wrong predictions crossed;
   embeddings.png, the nodes' learned representations (the model's recorded 'embedding', else its
   outputs) in two principal components, coloured by true class;
-* graph tasks: embeddings.png for the test graphs' pooled representations; graphs.png, eight
-  test graphs with true and predicted labels (classification) or predictions.png, predicted
+* graph tasks: embeddings.png for the test graphs' pooled representations; graphs.png, a test
+  graph of each class with its true and predicted label (classification) or predictions.png, predicted
   against true targets (regression).
 """
 from __future__ import annotations
@@ -129,16 +129,17 @@ def draw_node_graph(graph, pred, y, train_mask, path: Path, title: str, classify
     return path
 
 
-def _graph_grid(graph, y, pred, path: Path, title: str, count: int = 8) -> Path:
+def _graph_grid(graph, y, pred, path: Path, title: str, count: int = 10) -> Path:
+    """One test graph of each class (the first), up to `count` panels."""
     import networkx as nx
     graph = jax.tree.map(np.asarray, graph)
-    count = min(count, int(graph.graph_mask.sum()))
-    fig, axes = plt.subplots(2, (count + 1) // 2, figsize=(2.2 * ((count + 1) // 2), 4.6),
-                             dpi=120, squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
+    real = np.flatnonzero(graph.graph_mask)
+    shown = [real[y[real] == c][0] for c in np.unique(y[real])][:count]
+    cols = (len(shown) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 4.6), dpi=120, squeeze=False)
+    for ax in axes.ravel():
         ax.set_axis_off()
-        if i >= count:
-            continue
+    for i, ax in zip(shown, axes.ravel()):
         keep = np.flatnonzero(graph.node_mask & (graph.node_graph == i))
         g = _nx(graph, keep)
         nx.draw_networkx(g, nx.kamada_kawai_layout(g) if len(keep) <= 60 else nx.spring_layout(g, seed=0),
