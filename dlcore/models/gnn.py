@@ -33,6 +33,7 @@ The family (`model.name: gnn`, keys in `defaults()`): `GNN`, node outputs [N, C]
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -103,6 +104,52 @@ def segment_softmax(logits: jax.Array, segments: jax.Array, num_segments: int,
     # A real entry's segment sums to >= 1 (its max contributes exp(0)); only a segment of
     # masked entries sums to 0, and its entries are 0 anyway.
     return e / jnp.where(total > 0, total, 1.0)[segments]
+
+
+def keep_mask(key: jax.Array, keep: float, shape: tuple) -> tuple[jax.Array, float]:
+    """(mask [shape] bool, scale) for inverted dropout: each entry True independently with
+    probability q = round(keep * 2^16) / 2^16 (within 2^-17 of `keep`; at least 2^-16), and
+    scale = 1 / q, so mask * x * scale has mean x exactly.
+
+    Why not jax.random.bernoulli (flax's nn.Dropout): it spends one Threefry-2x32 hash (64
+    random bits) on each entry; on a CPU that hashing is most of a dropout GNN's step (GCN on
+    2,708 nodes x 500 features: about three quarters, benchmarks/gnn_vs_pyg.py). Here each hash
+    gives four entries 16 bits each, a quarter of the hashing. Entry i takes 16 bits of the
+    hash of counter i // 4 (the flat index), so an array padded with more rows (more nodes) has
+    the same mask on its first rows. Keys of another PRNG implementation than threefry2x32
+    fall back to jax.random.bernoulli with `keep` itself."""
+    from jax.extend.random import threefry2x32_p
+    n = math.prod(shape)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        words = (jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32"
+                 else None)
+    else:  # a raw uint32 key: threefry's has two words
+        words = key if key.shape == (2,) else None
+    if words is None or n >= 4 * 2**32:
+        return jax.random.bernoulli(key, keep, shape), 1.0 / keep
+    threshold = max(round(keep * 2**16), 1)
+    if threshold >= 2**16:
+        return jnp.ones(shape, bool), 1.0
+    counts = jnp.arange(-(-n // 4), dtype=jnp.uint32)
+    hi, lo = threefry2x32_p.bind(words[0], words[1], jnp.zeros_like(counts), counts)
+    bits = jax.lax.bitcast_convert_type(jnp.stack([hi, lo], -1), jnp.uint16).reshape(-1)
+    return bits[:n].reshape(shape) < jnp.uint16(threshold), 2**16 / threshold
+
+
+class Dropout(nn.Module):
+    """Inverted dropout as flax's nn.Dropout (`rate`, `deterministic`, the 'dropout' rng), its
+    mask from `keep_mask`: 16 random bits an entry, a quarter of the hashing."""
+    rate: float
+    deterministic: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        if self.rate >= 1.0:
+            return jnp.zeros_like(x)
+        mask, scale = keep_mask(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
+        return jnp.where(mask, x * jnp.asarray(scale, x.dtype), jnp.zeros_like(x))
 
 
 def _mlp(x: jax.Array, widths: Sequence[int], act: Callable, prefix: str) -> jax.Array:
@@ -179,7 +226,7 @@ class GATConv(nn.Module):
         logits = nn.leaky_relu(src[s] + dst[r], self.negative_slope)  # [E', heads]
         alpha = segment_softmax(logits, r, n, m)
         if self.dropout > 0:
-            alpha = nn.Dropout(self.dropout, deterministic=not train)(alpha)
+            alpha = Dropout(self.dropout, deterministic=not train)(alpha)
         out = aggregate(alpha[..., None] * x[s], r, m, n)  # [N, heads, c]
         out = out.reshape(n, heads * c) if self.concat else out.mean(axis=1)
         if self.use_bias:
@@ -320,7 +367,7 @@ class GNN(nn.Module):
     def __call__(self, graph: Graph, train: bool = False) -> jax.Array:
         validate({k: getattr(self, k) for k in defaults()}, self.num_outputs)
         act = ACTIVATIONS[self.activation]
-        drop = lambda z: nn.Dropout(self.dropout, deterministic=not train)(z) if self.dropout else z
+        drop = lambda z: Dropout(self.dropout, deterministic=not train)(z) if self.dropout else z
         h = graph.nodes
         for i, width in enumerate(self.hidden):
             z = self._conv(width, h.shape[-1], False, f"conv_{i}")(graph, drop(h), train)
