@@ -102,3 +102,17 @@ def test_report_draws_graphs_and_embeddings(name, pictures, tmp_path):
     drawn = {p.name for p in (tmp_path / "plots").glob("*.png")}
     assert pictures <= drawn, drawn
     assert all((tmp_path / "plots" / p).stat().st_size > 5000 for p in pictures)
+
+
+def test_karate_20_seeds_in_one_program(tmp_path):
+    """The GNN issue's bar for jraph's protocol: mean accuracy >= 0.9 over 20 seeds."""
+    summary = experiment.run(experiment.load("karate/gcn"), tmp_path, seeds=20, progress=False)
+    assert summary["seeds_in_one_program"] and len(summary["per_seed"]["test_accuracy"]) == 20
+    assert summary["metrics"]["test_accuracy"] >= 0.9
+
+
+def test_sbm_gcn_beats_the_graph_alone_and_the_features_alone(tmp_path):
+    """README: above the threshold (snr 1.5), graph and features together beat each alone."""
+    summary = experiment.run(experiment.load("sbm/gcn"), tmp_path, seeds=2, progress=False)
+    m = summary["metrics"]
+    assert m["test_accuracy"] > m["test_spectral_accuracy"] > m["test_feature_bayes_accuracy"]
