@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dlcore", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"dlcore {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="one experiment a line: name, then what it is")
     r = sub.add_parser("run", help="train an experiment (resumes what its run directory holds)")
@@ -42,16 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-compile-cache", action="store_true",
+                   help="compile everything anew (default: JAX's persistent cache in "
+                   "$DLCORE_COMPILE_CACHE or ~/.cache/dlcore/jax; dlcore.compile_cache)")
     w = sub.add_parser("sweep", help="every grid point x seed of an experiment in one program "
                        "(numbers the state carries: optim.*, and e.g. MAML's meta.inner_lr)")
     w.add_argument("experiment")
     w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a config key and its values, e.g. --grid optim.learning_rate=1e-3,1e-2")
-    for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress"):
+    for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress",
+                 "--no-compile-cache"):
         w._add_action(next(a for a in r._actions if flag in a.option_strings))
     p = sub.add_parser("report", help="draw a run's figures: learning curves, and what the trained "
                        "model does (filters, activations, gradients, episodes, fits)")
     p.add_argument("workdir")
+    p._add_action(next(a for a in r._actions if "--no-compile-cache" in a.option_strings))
     args = parser.parse_args(argv)
     previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
@@ -65,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = shown
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dlcore")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _interrupted(signum, frame):
@@ -101,6 +115,9 @@ def _main(args) -> int:
             for name, doc in list_experiments():
                 print(f"{name:24s} {doc}")
             return 0
+        if not getattr(args, "no_compile_cache", False):
+            from dlcore import compile_cache
+            compile_cache.enable()
         if args.command == "report":
             return _report(Path(args.workdir))
         if args.command == "sweep":
