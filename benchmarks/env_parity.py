@@ -3,7 +3,13 @@ environment: (a) each step from the same state, (b) free-running, synced only at
 
     python benchmarks/env_parity.py
 """
-import jax, jax.numpy as jnp, numpy as np, gymnasium as gym, warnings
+import warnings
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 import dlcore.envs as E
 warnings.filterwarnings("ignore")
 

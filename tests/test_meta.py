@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import config as config_lib, data as data_lib, experiment, meta, models
+from dlcore import data as data_lib, experiment, meta, models
 from dlcore.algorithms import maml, metasgd, pretrained, protonet, reptile
 from dlcore.config import ConfigError
 from dlcore.data import sinusoid

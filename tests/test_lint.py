@@ -1,0 +1,18 @@
+"""ruff's lint rules of pyproject.toml ([tool.ruff.lint]) over the whole tree: the test extra
+installs ruff, so CI runs it with the tests."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
+    out = subprocess.run([ruff, "check", "--no-cache", "dlcore", "tests", "benchmarks",
+                          "experiments", "examples"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
