@@ -8,16 +8,20 @@ drops what the interrupted one logged after its checkpoint from both files.
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 import socket
 import struct
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():  # in Jupyter without ipywidgets: the text bar, not a warning
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm as _tqdm
 
 # --- JSON lines -----------------------------------------------------------------------------------
 
@@ -313,22 +317,65 @@ def _parse_event(data: bytes) -> tuple[int, list[tuple[int, str, float]], bool]:
 # --- progress bar ---------------------------------------------------------------------------------
 
 class Progress:
-    """`label step/total pct rate it/s ETA split/metric value ...` on stderr.
+    """The run's progress bar: `tqdm.auto` (a widget in Jupyter, a redrawn line on a terminal).
 
-    The rate and ETA count from `start_timing` (after the first call, which compiles). Every scalar
-    metric of the latest record is shown under its full name ('train/loss', 'test/accuracy'), the
-    line cut to the terminal's width. Redrawn in place on a terminal; on a pipe or a CI log, one
-    line about every 10 % of the run."""
+    `label:  40%|####      | 1200/3000 [00:04<00:06, 291.05step/s, train/loss 0.31 test/accuracy
+    0.92]` (one line)
 
-    def __init__(self, total: int, start: int = 0, stream=None, label: str = ""):
+    The rate, the ETA and the elapsed time count training steps only: from `start_timing` (called
+    after the first call, which compiles) and without the seconds passed to `exclude` (evaluation).
+    Every scalar metric is shown at its latest value under its full name ('train/loss',
+    'test/accuracy', the test ones kept between evaluations); anything else (a curve) is not.
+
+    Where it goes (`mode`, else the environment variable DLCORE_PROGRESS, else "auto"):
+    - "auto": the bar on a terminal or in a Jupyter kernel (the text bar there when ipywidgets is
+      missing, without tqdm's warning); nothing when the stream is not a TTY (a pipe, a CI log).
+    - "lines": one plain line (no "\\r", no bar) about every 10 % of the run, and the last step,
+      wherever the stream goes: for CI logs and `| tee`.
+    - "bar": the bar even on a non-TTY stream. "off": nothing (as `dlcore run --no-progress`).
+    """
+
+    MODES = ("auto", "bar", "lines", "off")
+    LINE_FORMAT = ("{desc}{n_fmt}/{total_fmt} {percentage:3.0f}% "
+                   "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    def __init__(self, total: int, start: int = 0, stream=None, label: str = "",
+                 mode: str | None = None):
+        mode = (mode or os.environ.get("DLCORE_PROGRESS") or "auto").strip().lower()
+        if mode not in self.MODES:
+            raise ValueError(f"progress mode must be one of {', '.join(self.MODES)}; got {mode!r} "
+                             "(from DLCORE_PROGRESS when not given)")
         self.total, self.start, self.label = total, start, label
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        if mode == "auto":
+            mode = "bar" if tty or "ipykernel" in sys.modules else "off"
+        self.mode = mode
+        # Timing is ours: tqdm's own timer starts at its creation, i.e. before compiling, and
+        # counts evaluations, so its first rates and ETAs would be dragged down. _Bar overrides
+        # tqdm's `format_dict` (its documented hook for custom fields) with our elapsed time (from
+        # `start_timing`, less `exclude`) and start step, and smoothing=0 makes tqdm's rate
+        # (n - initial) / elapsed: tqdm's own formatting of rate, ETA and elapsed is then right.
+        # Moving tqdm's start_t instead breaks its close() (it believes it never drew, and leaves
+        # no final bar), and `reset` would zero the count.
         self.t0, self.step0 = None, start
+        self.step, self.metrics, self._latest, self._shown = start, "", {}, None
         self._next_line = start
+        self.bar = None
+        if mode == "bar":
+            # A terminal that reports 0 columns (a pty nobody sized: `script`, some containers)
+            # gets nothing from tqdm (0 rows, 0 columns): a fixed size there, the live one elsewhere.
+            sized = _columns(self.stream) != 0
+            self.bar = _Bar(total=total, initial=start, file=self.stream, unit="step",
+                            desc=label.rstrip() or None, postfix="compiling", smoothing=0,
+                            miniters=1, dynamic_ncols=sized, ncols=None if sized else 120,
+                            nrows=None if sized else 20, disable=False, leave=True)
 
     def start_timing(self, step: int) -> None:
-        self.t0, self.step0 = time.perf_counter(), step
+        self.t0, self.step0 = time.time(), step
+        if self.bar is not None:
+            self.bar.timing = self
+            self.bar.set_postfix_str(self.metrics, refresh=False)
 
     def exclude(self, seconds: float) -> None:
         """Time spent on something else than training steps (evaluating, compiling it)."""
@@ -336,30 +383,56 @@ class Progress:
             self.t0 += seconds
 
     def update(self, step: int, metrics: dict | None = None) -> None:
-        if not self.tty and step < self._next_line and step < self.total:
-            return
-        self._next_line = step + max(1, self.total // 10)
-        elapsed = time.perf_counter() - self.t0 if self.t0 is not None else 0.0
-        rate = (step - self.step0) / elapsed if elapsed > 0 and step > self.step0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else math.inf
-        shown = " ".join(f"{k} {v:.4g}" for k, v in (metrics or {}).items()
-                         if isinstance(v, (int, float)))
-        line = (f"{self.label}{step}/{self.total} {100 * step / max(self.total, 1):3.0f}% "
-                f"{rate:,.0f} it/s ETA {_clock(eta)} {shown}")
-        width = shutil.get_terminal_size((200, 20)).columns if self.tty else 400
-        line = line[:width - 1]
-        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.step = step
+        if metrics:  # each metric's latest value: test/ ones stay shown between evaluations
+            self._latest.update({k: v for k, v in metrics.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            self.metrics = " ".join(f"{k} {v:.4g}" for k, v in self._latest.items())
+        if self.bar is not None:
+            if self.t0 is not None:  # until then, "compiling"
+                self.bar.set_postfix_str(self.metrics, refresh=False)
+            self.bar.update(step - self.bar.n)
+        elif self.mode == "lines" and (step >= self._next_line or step >= self.total):
+            self._next_line = step + max(1, self.total // 10)
+            self._line()
+
+    def elapsed(self) -> float:
+        """Seconds of training since `start_timing` (0 before it: tqdm then shows no rate)."""
+        return max(time.time() - self.t0, 0.0) if self.t0 is not None else 0.0
+
+    def _line(self) -> None:
+        self.stream.write(_Bar.format_meter(
+            self.step, self.total, self.elapsed(), prefix=self.label, unit="step",
+            initial=self.step0, postfix=self.metrics or None, bar_format=self.LINE_FORMAT) + "\n")
         self.stream.flush()
+        self._shown = self.step
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Leaves the final state on screen and the stream at the start of a new line."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.mode == "lines" and self._shown != self.step:
+            self._line()  # an interrupted run: where it stopped
 
 
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+class _Bar(_tqdm):
+    monitor_interval = 0  # no monitor thread: every update is explicit, with miniters=1
+    timing = None  # the Progress, once it times; before, no rate ('?')
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        if self.timing is None:
+            d.update(elapsed=0, initial=d["n"])
+        else:
+            d.update(elapsed=self.timing.elapsed(), initial=self.timing.step0)
+        return d
+
+
+def _columns(stream) -> int | None:
+    """The stream's terminal width (0 for a pty with no size), None when it is not a terminal."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
