@@ -281,7 +281,7 @@ def fmt(values) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--large", action="store_true", help="100,000 nodes, ~1,000,000 edges")
     p.add_argument("--quick", action="store_true", help="20 epochs, 1 seed, 1 short round")
@@ -315,8 +315,13 @@ def main() -> None:
     if args.epochs <= args.warmup:
         p.error(f"--epochs must be > {args.warmup}")
 
-    import torch
-    import torch_geometric
+    try:
+        import torch
+        import torch_geometric
+    except ImportError as e:  # the comparison needs both; dlcore's side alone is its experiments
+        print(f"gnn_vs_pyg: needs torch and torch_geometric ({e}); pip install torch "
+              "torch_geometric", file=sys.stderr)
+        return 2
     graph = LARGE_GRAPH if args.large else DEFAULT_GRAPH
     started = time.perf_counter()
     print(f"{datetime.date.today()}, {cpu_name()}, "
@@ -367,6 +372,8 @@ def main() -> None:
           + ", ".join(f"{row[0]} {row[2]['dlcore_loop_rate'] or float('nan'):.2f}"
                       for row in rows) + " epochs/s.")
 
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
