@@ -2,7 +2,7 @@
 with the command of its row, its measured value written beside the published one.
 
 Command:  python experiments/studies/results.py [--only mnist1d/mlp ...] [--out runs/results]
-Runtime:  about 50 minutes on a 2-core CPU for every row (each run resumes: a finished row is
+Runtime:  about 70 minutes on a 2-core CPU for every row (each run resumes: a finished row is
           re-reported at once).
 Writes:   <out>/results.md (the table) and <out>/results.json (every summary behind it).
 
@@ -47,6 +47,14 @@ ROWS = [
     ("cartpole/dqn", 4, [], "test_final_return", "final return"),
     ("cartpole/a2c", 4, [], "test_final_return", "final return"),
     ("cartpole/reinforce", 4, [], "test_final_return", "final return"),
+    ("mnist_digits/vae", 1, [], "test_nelbo", "test -ELBO (nats)"),
+    ("digits/fixmatch", 3, [], "test_accuracy", "test accuracy, 40 labels"),
+    ("mnist1d/simclr", 4, [], "test_probe_accuracy", "linear-probe accuracy"),
+    ("karate/gcn", 20, [], "test_accuracy", "accuracy, 32 unlabelled members"),
+    ("csl/gin", 1, [], "test_accuracy", "test accuracy, no PE"),
+    ("csl/gin_pe", 4, [], "test_accuracy", "test accuracy, Laplacian PE, fold 0"),
+    ("sbm/gcn", 5, [], "test_accuracy", "test accuracy"),
+    ("triangles/gin", 3, [], "test_mse", "test MSE"),
 ]
 
 
