@@ -1,9 +1,10 @@
-"""The `dlcore` command: list | run | sweep | report.
+"""The `dlcore` command: list | run | sweep | report | explain.
 
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
     dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
     dlcore report DIR
+    dlcore explain DIR [--method ig|saliency|gradxinput|smoothgrad|occlusion|all] [--count 8]
 
 Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data,
 a run directory that holds another run or is in use), 1 when training fails (NaN/Inf, a hung
@@ -58,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
                        "model does (filters, activations, gradients, episodes, fits)")
     p.add_argument("workdir")
     p._add_action(next(a for a in r._actions if "--no-compile-cache" in a.option_strings))
+    e = sub.add_parser("explain", help="attributions of a supervised classifier's predictions "
+                       "(saliency, gradient x input, SmoothGrad, Integrated Gradients, occlusion) "
+                       "with their checks: RUN/plots/explain_<method>.png and RUN/explain.json")
+    e.add_argument("workdir")
+    e.add_argument("--method", default="ig", choices=["ig", "saliency", "gradxinput",
+                                                      "smoothgrad", "occlusion", "all"])
+    e.add_argument("--count", type=int, default=8, help="examples explained (the first N)")
+    e.add_argument("--split", default="test")
+    e._add_action(next(a for a in r._actions if "--no-compile-cache" in a.option_strings))
     args = parser.parse_args(argv)
     previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
@@ -120,6 +130,9 @@ def _main(args) -> int:
             compile_cache.enable()
         if args.command == "report":
             return _report(Path(args.workdir))
+        if args.command == "explain":
+            from dlcore import explain
+            return explain.main(args)
         if args.command == "sweep":
             return _sweep(args)
         return _run(args)
