@@ -26,8 +26,8 @@ def offline_data(name: str, tmp_path, monkeypatch) -> list[str]:
         return []
     print("tiny Shakespeare is not at ../shared/data/tinyshakespeare.txt: a stand-in text is used")
     standin = tmp_path / "standin.txt"
-    standin.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-                       "All:\nSpeak, speak.\n\n" * 80)
+    standin.write_text(("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+                        "All:\nSpeak, speak.\n\nROMEO:\nBut soft!\n\n") * 80)  # the prompts
     return ["--set", "data.name=text", "--set", f"data.path={standin}"]
 
 
