@@ -1,10 +1,11 @@
-"""The `dlcore` command: list | run | sweep | report | explain.
+"""The `dlcore` command: list | run | sweep | report | explain | attack.
 
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
     dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
     dlcore report DIR
     dlcore explain DIR [--method ig|saliency|gradxinput|smoothgrad|occlusion|all] [--count 8]
+    dlcore attack DIR --eps 0.1 [--eps ...] [--norm linf|l2] [--steps 40] [--restarts 1]
 
 Exit status: 0 on success, 2 for bad input (unknown experiment or key, bad value, unusable data,
 a run directory that holds another run or is in use), 1 when training fails (NaN/Inf, a hung
@@ -68,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--count", type=int, default=8, help="examples explained (the first N)")
     e.add_argument("--split", default="test")
     e._add_action(next(a for a in r._actions if "--no-compile-cache" in a.option_strings))
+    a = sub.add_parser("attack", help="accuracy of a supervised classifier under uniform noise, "
+                       "FGSM and PGD per eps: a markdown table and RUN/attack.json")
+    a.add_argument("workdir")
+    a.add_argument("--eps", type=float, action="append", help="budget (repeatable; default 0.1)")
+    a.add_argument("--norm", default="linf", choices=["linf", "l2"], help="PGD's ball")
+    a.add_argument("--steps", type=int, default=40)
+    a.add_argument("--restarts", type=int, default=1)
+    a.add_argument("--count", type=int, default=1000, help="examples attacked (the first N)")
+    a.add_argument("--split", default="test")
+    a._add_action(next(o for o in r._actions if "--no-compile-cache" in o.option_strings))
     args = parser.parse_args(argv)
     previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
@@ -133,6 +144,9 @@ def _main(args) -> int:
         if args.command == "explain":
             from dlcore import explain
             return explain.main(args)
+        if args.command == "attack":
+            from dlcore import attack
+            return attack.main(args)
         if args.command == "sweep":
             return _sweep(args)
         return _run(args)
