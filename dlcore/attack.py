@@ -16,6 +16,7 @@ RUN/attack.json.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -121,13 +122,8 @@ ATTACKS = {"noise": uniform_noise, "fgsm": fgsm, "pgd": pgd}
 
 # --- over a batch ---------------------------------------------------------------------------------
 
-_COMPILED: dict = {}
-
-
+@functools.lru_cache(maxsize=64)  # one program per (attack, model, settings): eps is traced
 def _program(attack: Callable, model, settings: tuple):
-    cache_key = (attack, id(model), settings)
-    if cache_key in _COMPILED and _COMPILED[cache_key][0] is model:
-        return _COMPILED[cache_key][1]
     opts = dict(settings)
 
     def one(variables, x, y, key, eps):
@@ -144,9 +140,6 @@ def _program(attack: Callable, model, settings: tuple):
     def run(variables, x, y, key, eps):
         keys = jax.random.split(key, x.shape[0])
         return jax.vmap(one, in_axes=(None, 0, 0, 0, None))(variables, x, y, keys, eps)
-    if len(_COMPILED) > 64:
-        _COMPILED.clear()
-    _COMPILED[cache_key] = (model, run)
     return run
 
 

@@ -17,6 +17,7 @@ per method.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -156,14 +157,10 @@ def attributions(method: Callable, model, variables: dict, x: jax.Array, targets
         jax.random.key(0) if key is None else key, arrays)
 
 
-_COMPILED: dict = {}  # (method, id(model), options) -> (model, program): the randomisation check
-# calls the same method once per layer, with new weights but the same shapes: compile it once
-
-
+# the randomisation check calls the same method once per layer, with new weights but the same
+# shapes: one program per (method, model, options), kept by lru_cache
+@functools.lru_cache(maxsize=64)
 def _batched(method, model, options: tuple):
-    cache_key = (method, id(model), options)
-    if cache_key in _COMPILED and _COMPILED[cache_key][0] is model:
-        return _COMPILED[cache_key][1]
     opts = dict(options)
     keyed = method is smoothgrad
 
@@ -176,9 +173,6 @@ def _batched(method, model, options: tuple):
     def run(variables, x, targets, key, arrays):
         keys = jax.random.split(key, x.shape[0])
         return jax.vmap(one, in_axes=(None, 0, 0, 0, None))(variables, x, targets, keys, arrays)
-    if len(_COMPILED) > 64:
-        _COMPILED.clear()
-    _COMPILED[cache_key] = (model, run)
     return run
 
 
