@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import graphs as G
-from dlcore.config import ConfigError, check
-from dlcore.data.graph_data import graph_task
+from dlcore.config import check
+from dlcore.data.graph_data import graph_task, settings
 
 SKIPS = (2, 3, 4, 5, 6, 9, 11, 12, 13, 16)
 NODES = 41
@@ -58,12 +58,7 @@ def defaults() -> dict:
 
 
 def _settings(cfg: dict) -> dict:
-    cfg = {k: v for k, v in cfg.items() if k != "name"}
-    unknown = sorted(set(cfg) - set(defaults()))
-    if unknown:
-        raise ConfigError(f"config key 'data.{unknown[0]}' is not a csl setting (known: "
-                          f"{', '.join(sorted(defaults()))})")
-    cfg = {**defaults(), **cfg}
+    cfg = settings(cfg, defaults(), "csl")
     check(type(cfg["pe_dim"]) is int and 0 <= cfg["pe_dim"] <= NODES - 1, "data.pe_dim",
           f"must be an integer in [0, {NODES - 1}] (0: a constant feature only; k: also the k "
           f"Laplacian eigenvectors after the first); got {cfg['pe_dim']!r}")

@@ -36,6 +36,17 @@ from dlcore.data import arrays
 from dlcore.data.batching import batch_at
 
 
+def settings(cfg: dict, defaults: dict, source: str) -> dict:
+    """A source's section completed from its defaults; ConfigError naming an unknown key (a
+    source loaded from Python, not through a config the experiment layer checked)."""
+    given = {k: v for k, v in cfg.items() if k != "name"}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"config key 'data.{unknown[0]}' is not a {source} setting (known: "
+                          f"{', '.join(sorted(defaults))})")
+    return {**defaults, **given}
+
+
 def targets(y, count: int, what: str, name: str) -> tuple[np.ndarray, dict]:
     """Checked targets [count] int (classes) or [count, d] float, and the spec they make."""
     y = np.asarray(y)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlcore import graphs as G
-from dlcore.config import ConfigError, one_of
-from dlcore.data.graph_data import node_task
+from dlcore.config import one_of
+from dlcore.data.graph_data import node_task, settings
 
 FEATURES = ("identity", "constant", "degree")
 TEST_NODES = ("others", "all")
@@ -41,12 +41,7 @@ def defaults() -> dict:
 
 
 def _settings(cfg: dict) -> dict:
-    cfg = {k: v for k, v in cfg.items() if k != "name"}
-    unknown = sorted(set(cfg) - set(defaults()))
-    if unknown:
-        raise ConfigError(f"config key 'data.{unknown[0]}' is not a karate setting (known: "
-                          f"{', '.join(sorted(defaults()))})")
-    cfg = {**defaults(), **cfg}
+    cfg = settings(cfg, defaults(), "karate")
     one_of(cfg["features"], "data.features", FEATURES)
     one_of(cfg["test_nodes"], "data.test_nodes", TEST_NODES)
     return cfg

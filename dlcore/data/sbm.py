@@ -60,8 +60,8 @@ import math
 import numpy as np
 
 from dlcore import graphs as G
-from dlcore.config import ConfigError, check, one_of
-from dlcore.data.graph_data import node_task
+from dlcore.config import check, one_of
+from dlcore.data.graph_data import node_task, settings
 
 FEATURES = ("gaussian", "constant", "identity")
 MAX_NODES = 10_000_000
@@ -76,12 +76,7 @@ def defaults() -> dict:
 
 
 def _settings(cfg: dict) -> dict:
-    cfg = {k: v for k, v in cfg.items() if k != "name"}
-    unknown = sorted(set(cfg) - set(defaults()))
-    if unknown:
-        raise ConfigError(f"config key 'data.{unknown[0]}' is not an sbm setting (known: "
-                          f"{', '.join(sorted(defaults()))})")
-    cfg = {**defaults(), **cfg}
+    cfg = settings(cfg, defaults(), "sbm")
     num = lambda v: type(v) in (int, float) and math.isfinite(v)
     n, k = cfg["nodes"], cfg["classes"]
     check(type(k) is int and 2 <= k <= MAX_CLASSES, "data.classes",

@@ -36,8 +36,8 @@ import math
 import numpy as np
 
 from dlcore import graphs as G
-from dlcore.config import ConfigError, check, one_of
-from dlcore.data.graph_data import graph_task, stratified
+from dlcore.config import check, one_of
+from dlcore.data.graph_data import graph_task, settings, stratified
 
 FEATURES = ("constant", "degree")
 TARGETS = ("log1p", "count", "standardised")
@@ -52,12 +52,7 @@ def defaults() -> dict:
 
 
 def _settings(cfg: dict) -> dict:
-    cfg = {k: v for k, v in cfg.items() if k != "name"}
-    unknown = sorted(set(cfg) - set(defaults()))
-    if unknown:
-        raise ConfigError(f"config key 'data.{unknown[0]}' is not a triangles setting (known: "
-                          f"{', '.join(sorted(defaults()))})")
-    cfg = {**defaults(), **cfg}
+    cfg = settings(cfg, defaults(), "triangles")
     num = lambda v: type(v) in (int, float) and math.isfinite(v)
     check(type(cfg["graphs"]) is int and 10 <= cfg["graphs"] <= MAX_GRAPHS, "data.graphs",
           f"must be an integer in [10, {MAX_GRAPHS:,}]; got {cfg['graphs']!r}")
