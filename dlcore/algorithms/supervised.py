@@ -36,23 +36,6 @@ def defaults() -> dict:
             "supervised": {"eval_batch_size": 4096, "log_details": False}}
 
 
-def check_labels(data: Data) -> None:
-    """ConfigError unless every split's labels are [n] integers in 0..num_outputs-1: a label past
-    the output layer would make cross-entropy read outside the logits, silently. Array data has
-    checked this already; a Data built by hand has not."""
-    import numpy as np
-    c = data.spec["num_outputs"]
-    for split, arrays in data.splits.items():
-        y = np.asarray(arrays.get("y")) if isinstance(arrays, dict) and "y" in arrays else None
-        if y is None or y.size == 0:
-            continue
-        check(np.issubdtype(y.dtype, np.integer) and y.ndim == 1, "data.name",
-              f"{split} labels must be [n] integers for classification; got {y.dtype} {y.shape}")
-        low, high = int(y.min()), int(y.max())
-        check(0 <= low and high < c, "data.name", f"{split} labels run from {low} to {high}, "
-              f"outside the {c} classes 0..{c - 1} of spec['num_outputs']")
-
-
 def make(config: dict, data: Data, steps: int) -> Algorithm:
     """From config['model'], config['optim'] and config['supervised'], for `steps` steps of `data`."""
     spec = data.spec
@@ -60,7 +43,7 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
           "data.name", "supervised learning takes batches of examples {'x', 'y'}; choose a "
           "source of examples (mnist1d, digits, diabetes, adding, npz, ...)")
     if spec["task"] == "classification":
-        check_labels(data)
+        losses.check_labels(data)
     model = models.build(config["model"], spec["input_shape"], spec["num_outputs"])
     tx = optim.build(config["optim"], steps)
     own = config["supervised"]
