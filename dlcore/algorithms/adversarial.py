@@ -155,5 +155,25 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         m = min(n, own["eval_count"])
         return {**metrics, **gen.chunked_mean(robust, jnp.arange(m), chunk, key)}
 
+    def pictures(snap) -> list:
+        """adversarial.png: ten test examples, their PGD examples at eps against the trained
+        state, and the difference (scaled so that +-eps spans the grey range)."""
+        from dlcore import plots
+        test = snap.data.splits["test"]
+        x, y = jnp.asarray(test["x"][:10]), jnp.asarray(test["y"][:10])
+        variables = models.variables_of(snap.state)
+        eps = own["eps"]
+        x_adv = adversarial_examples(variables, x, y, jax.random.key(0), jnp.float32(eps),
+                                     own["eval_steps"], 2.5 * eps / own["eval_steps"], 1)
+        right = [int(jnp.sum(jnp.argmax(model.apply(variables, v, False, None)[0], -1) == y))
+                 for v in (x, x_adv)]
+        diff = 0.5 + (x_adv - x) / (2 * eps) if eps > 0 else x_adv - x
+        return [plots.example_grid(
+            [np.asarray(x), np.asarray(x_adv), np.asarray(diff)],
+            snap.out_dir / "adversarial.png",
+            f"{snap.title}: PGD-{own['eval_steps']} at eps {eps:g} ({own['norm']}); classified "
+            f"right: clean {right[0]}/10, attacked {right[1]}/10",
+            ["clean", "attacked", "difference"])]
+
     return Algorithm(init, step, evaluate, headline=("test_accuracy", "test_pgd_accuracy"),
-                     extras={"model": model})
+                     pictures=pictures, extras={"model": model})
