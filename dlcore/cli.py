@@ -1,8 +1,11 @@
-"""The `dlcore` command: list | run | sweep | report | explain | attack.
+"""The `dlcore` command: list | run | sweep | search | report | explain | attack.
 
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
+               [--init-from RUN [--init-seed S]]
     dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
+    dlcore search NAME_OR_PATH --space optim.learning_rate=log:1e-4:1e-1 [--space KEY=KIND:ARGS]
+                  [--members 16] [--search-seed 0] [--rungs 1 --eta 3] [--metric validation_accuracy]
     dlcore report DIR
     dlcore explain DIR [--method ig|saliency|gradxinput|smoothgrad|occlusion|all] [--count 8]
     dlcore attack DIR --eps 0.1 [--eps ...] [--norm linf|l2] [--steps 40] [--restarts 1]
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--init-from", metavar="RUN", help="start from the trained parameters of the "
+                   "run in directory RUN (transfer learning; dlcore.transfer: transfer.reinit "
+                   "keeps a new head fresh, optim.freeze freezes layers)")
+    r.add_argument("--init-seed", type=int, metavar="S", help="the seed of RUN to start from (default 0)")
     r.add_argument("--no-compile-cache", action="store_true",
                    help="compile everything anew (default: JAX's persistent cache in "
                    "$DLCORE_COMPILE_CACHE or ~/.cache/dlcore/jax; dlcore.compile_cache)")
@@ -56,6 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress",
                  "--no-compile-cache"):
         w._add_action(next(a for a in r._actions if flag in a.option_strings))
+    s = sub.add_parser("search", help="random search and successive halving: members drawn from "
+                       "a space, all in one program, chosen on the validation split (dlcore.search)")
+    s.add_argument("experiment")
+    s.add_argument("--space", action="append", default=[], metavar="KEY=KIND:ARGS",
+                   help="a key and its distribution: log:LOW:HIGH, uniform:LOW:HIGH, "
+                   "int:LOW:HIGH or choice:V1,V2,... (repeatable)")
+    s.add_argument("--members", type=int, default=16, help="members drawn (seeds seed, seed+1, ...)")
+    s.add_argument("--search-seed", type=int, default=0, help="the seed of the draws (recorded)")
+    s.add_argument("--rungs", type=int, default=1,
+                   help="successive halving's rungs (1: random search, every member to the end)")
+    s.add_argument("--eta", type=int, default=3, help="the best 1/eta go on at each rung")
+    s.add_argument("--metric", help="the validation metric that ranks members "
+                   "(default: validation_<the experiment's headline metric>)")
+    s.add_argument("--mode", choices=["max", "min"],
+                   help="larger or smaller is better (default: max for accuracies and returns)")
+    for flag in ("--workdir", "--set", "--quick", "--fresh", "--no-progress", "--no-compile-cache"):
+        s._add_action(next(a for a in r._actions if flag in a.option_strings))
     p = sub.add_parser("report", help="draw a run's figures: learning curves, and what the trained "
                        "model does (filters, activations, gradients, episodes, fits)")
     p.add_argument("workdir")
@@ -149,6 +173,8 @@ def _main(args) -> int:
             return attack.main(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "search":
+            return _search(args)
         return _run(args)
     except ConfigError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
@@ -195,8 +221,12 @@ def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:
         import jax
         jax.config.update("jax_num_cpu_devices", cpu_devices)
     config = experiment.load(args.experiment, quick=args.quick, overrides=args.overrides)
+    from dlcore import transfer
+    config = transfer.with_flags(config, getattr(args, "init_from", None),
+                                 getattr(args, "init_seed", None))
+    flags = [c for c in config.get("changed", []) if c.startswith("--init-")]
     workdir = Path(args.workdir) if args.workdir else default_workdir(
-        config["experiment"], args.quick, args.seeds, [*args.overrides, *extra], kind)
+        config["experiment"], args.quick, args.seeds, [*args.overrides, *extra, *flags], kind)
     return config, workdir
 
 
@@ -233,6 +263,31 @@ def _sweep(args) -> int:
                 print(f"{point['hyper']}: {k} = {m[k]:.4f} ± {point['metrics_std'][k]:.4f}")
     print(f"{summary['members']} members in one program, {summary['seconds']:.1f} s; "
           f"run directory {workdir}")
+    return 0
+
+
+def _search(args) -> int:
+    from dlcore import search
+    space = search.parse_space(args.space)  # the syntax first: before any config is loaded
+    points = search.draw(space, args.members, args.search_seed)
+    args.seeds = 1  # default_workdir's seed count: members have their own seeds
+    config, workdir = _prepare(args, "-search", [
+        *(f"space:{s}" for s in args.space), f"members:{args.members}",
+        f"search-seed:{args.search_seed}", f"rungs:{args.rungs}", f"eta:{args.eta}",
+        *(f"{k}:{v}" for k, v in (("metric", args.metric), ("mode", args.mode)) if v)])
+    report = search.run_search(config, points, workdir, rungs=args.rungs, eta=args.eta,
+                               metric=args.metric, mode=args.mode, space=args.space,
+                               search_seed=args.search_seed, progress=not args.no_progress,
+                               fresh=args.fresh)
+    print(search.table(report))
+    best, metric = report["best"], report["chosen_on"]
+    print(f"best (by {metric}): member {best['member']}, seed {best['seed']}, "
+          + ", ".join(f"{k}={v}" for k, v in best["hyper"].items())
+          + f": {metric} = {best['validation'][-1][metric]:.4f}"
+          + "".join(f", {k} = {v:.4f} (reported, not used to choose)"
+                    for k, v in best["test"].items() if k == "test_" + metric[len("validation_"):]))
+    print(f"{len(report['members'])} members, {len(report['rungs'])} rung(s), "
+          f"{report['seconds']:.1f} s; {workdir / 'search.json'}")
     return 0
 
 

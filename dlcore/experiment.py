@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from dlcore import config as config_lib, loop, names
-from dlcore import data as data_lib, models
+from dlcore import data as data_lib, models, transfer
 from dlcore.config import ConfigError, check
 from dlcore.core import Algorithm, Data
 
-TOP = ("algorithm", "seed", "experiment", "published", "import_paths", "changed", "sweep")
+TOP = ("algorithm", "seed", "experiment", "published", "import_paths", "changed", "sweep",
+       "search")
 # changing these does not change what a run computes, only how it is run and logged: a run with
 # them changed still reproduces the experiment's published figures
 BOOKKEEPING = ("loop.log_every", "loop.eval_every", "loop.checkpoint_every",
@@ -77,7 +78,7 @@ def complete(config: dict) -> dict:
     check(type(seed) is int, "seed", f"must be an integer; got {seed!r}")
     if algo.defaults is None:  # an algorithm without defaults(): its sections are unchecked
         sections = {k: dict(v) for k, v in given.items()
-                    if isinstance(v, dict) and k not in TOP + ("data", "loop")}
+                    if isinstance(v, dict) and k not in TOP + ("data", "loop", "transfer")}
     else:
         sections = copy.deepcopy(algo.defaults)
     out = {"algorithm": given["algorithm"], "seed": seed,
@@ -96,6 +97,8 @@ def complete(config: dict) -> dict:
     for section, defaults in sections.items():
         out[section] = _merge(section, defaults, given.get(section, {}))
     out["loop"] = _merge("loop", loop.defaults(), given.get("loop", {}))
+    if "transfer" in given:  # any algorithm's; only when given, so other configs stay as they were
+        out["transfer"] = _merge("transfer", transfer.defaults(), given["transfer"])
     for section in set(given) - set(out):
         hint = difflib.get_close_matches(section, list(out), n=1)
         raise ConfigError(f"config section '{section}' is not read by algorithm "
@@ -194,15 +197,18 @@ def load(name_or_path: str, quick: bool = False, overrides=()) -> dict:
     _absolute_path(raw.get("data", {}), folder or Path.cwd())  # the file's: from its folder
     config = apply_overrides(complete(raw), overrides)
     _absolute_path(config["data"], Path.cwd())  # a --set data.path: from where it was typed
+    # a source run lives where runs are written (runs/ under the current directory), not beside
+    # the config file, so a relative transfer.init_from is from here wherever it was written
+    _absolute_path(config.get("transfer"), Path.cwd(), "init_from")
     return config
 
 
-def _absolute_path(data: dict, base) -> None:
+def _absolute_path(data: dict, base, key: str = "path") -> None:
     if not isinstance(data, dict):  # complete() names the mistake
         return
-    path = data.get("path")
+    path = data.get(key)
     if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
-        data["path"] = str(Path(base) / Path(path).expanduser())
+        data[key] = str(Path(base) / Path(path).expanduser())
 
 
 def published(config: dict) -> dict:
@@ -225,7 +231,18 @@ def build(config: dict) -> tuple[Algorithm, Data]:
     if not isinstance(algorithm, Algorithm):
         raise ConfigError(f"config key 'algorithm': make() returned {type(algorithm).__name__}, "
                           "not a dlcore Algorithm")
-    return algorithm, data
+    return with_transfer(algorithm, config), data
+
+
+def with_transfer(algorithm: Algorithm, config: dict) -> Algorithm:
+    """`algorithm` starting from the run config['transfer'] names (dlcore.transfer), read with
+    load_run (nothing in its directory changes); unchanged without one."""
+    if not transfer.enabled(config):
+        return algorithm
+    path, seed, reinit = transfer.validate(config["transfer"])
+    where, index = transfer.locate(path, seed)
+    source = load_run(where, index)
+    return transfer.wrap(algorithm, transfer.source(source.final, path, seed, source.step), reinit)
 
 
 def record(config: dict) -> dict:
@@ -254,6 +271,7 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
     config = complete(config)
     algorithm, data = build(config)  # the data is checked before anything is written
+    config = transfer.pin(config, algorithm)  # config.json names the source's step and digest
     if seeds > 1 and not config["loop"]["seeds_in_one_program"]:
         return _sequential_seeds(config, Path(workdir), seeds, progress, fresh, algorithm, data)
     return _train(config, workdir, algorithm, data, seeds, progress, fresh)

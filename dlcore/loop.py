@@ -19,7 +19,8 @@ data kind. It
    `Interrupted` raised.
 
 Several seeds train as one program, `jax.vmap` over the seed axis of the state; `members=` runs any
-list of members (each with its own seed and a `prepare`d fresh state) in one program (dlcore.sweep).
+list of members (each with its own seed and a `prepare`d fresh state) in one program (dlcore.sweep),
+or members carried on from another run's states at a given step (dlcore.search's rungs).
 
 On several devices (`loop.devices`, of which `loop.model_parallel` form a 'model' axis) each batch
 is split over the mesh's 'data' axis and the state is placed by `loop.sharding` (dlcore.parallel:
@@ -109,7 +110,9 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
 
     config: the `loop` section (missing keys take `defaults()`). seeds: how many (seed, seed+1, ...)
     or a list of seed values, vmapped in one program when more than one. members: (each member's
-    seed, prepare(states) -> states) to train as one program (dlcore.sweep). record: what
+    seed, prepare(states) -> states[, start]) to train as one program (dlcore.sweep); start: the
+    step the prepared states are at when they carry on from another run (dlcore.search's rungs):
+    batches and step keys go on from there, as if never stopped. record: what
     config.json keeps besides the loop section and the seeds (the `dlcore run` config); name: the
     run's name in summaries, plots and the progress bar. fresh: move an existing run directory
     aside (once everything is checked) and start over. summary_extra: more for summary.json.
@@ -173,7 +176,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     except BaseException:
         mngr.close()
         raise
-    start = 0
+    start = members[2] if members and len(members) > 2 else 0  # carried on from another run
     if restored is not None:
         tree, start = restored
         states = jax.device_put(tree["state"], shardings)
@@ -330,6 +333,8 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
         state = jax.eval_shape(algorithm.init, key)
         batch = jax.eval_shape(data.sample, data.splits["train"], 0, key)
         out = jax.eval_shape(algorithm.step, state, batch, key)
+    except ConfigError:  # a setting found wrong while tracing (optim.freeze): its own message
+        raise
     except (KeyError, TypeError, ValueError, IndexError) as e:  # this algorithm, not this data
         from dlcore.names import where
         raise ConfigError(f"algorithm: its step cannot take this data's batches: "

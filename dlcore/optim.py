@@ -2,7 +2,8 @@
 
     optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                  end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999,
-                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9)
+                 eps=1e-8, weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9,
+                 freeze=None)
 
 The chain, in order: the L2 penalty's gradient -> global-norm clipping -> the optimizer's
 preconditioning -> decoupled weight decay -> -learning_rate x schedule(step).
@@ -20,6 +21,15 @@ preconditioning -> decoupled weight decay -> -learning_rate x schedule(step).
   'linear' and 'cosine' go from learning_rate to end_learning_rate after an optional linear
   warm-up from 0 ('warmup_cosine' is 'cosine' with `warmup_steps`); 'step' divides by 10 at 50 %
   and 75 % of the steps after the warm-up.
+* `freeze` (None, a pattern or a list of patterns): the parameters it names get an update of
+  exactly zero (optax.multi_transform with optax.set_to_zero): no step, no L2 gradient, no weight
+  decay, no optimizer moments kept, and their gradients leave the clipping norm. A pattern is a
+  shell glob (fnmatch, case-sensitive; `*` also crosses '/') over a parameter's path, its keys
+  joined by '/' ('conv_0/kernel'); it names a parameter when it matches the whole path or a
+  module above it: 'conv_*' freezes every leaf of every conv layer, 'head/bias' one leaf. A
+  pattern that matches nothing is a ConfigError listing the paths there are (`select`).
+  Batch-norm statistics are no parameters: the model updates them in training steps, frozen or
+  not.
 
 Every number above is an optax hyperparameter injected into the optimizer state
 (`optax.inject_hyperparams`): states that differ only in them run in one program, `jax.vmap`-ped
@@ -30,13 +40,14 @@ without the transform would.
 """
 from __future__ import annotations
 
+import fnmatch
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore.config import check, one_of
+from dlcore.config import ConfigError, check, one_of
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear", "warmup_cosine", "step")
@@ -50,7 +61,7 @@ def defaults(**overrides) -> dict:
     """The `optim` section with every key present (overrides must name existing keys)."""
     cfg = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
                end_learning_rate=0.0, momentum=0.9, nesterov=False, b1=0.9, b2=0.999, eps=1e-8,
-               weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9)
+               weight_decay=0.0, l2=0.0, clip_norm=0.0, rms_decay=0.9, freeze=None)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown optim keys {unknown}"
     cfg.update(overrides)
@@ -112,6 +123,44 @@ def validate(cfg: dict, total_steps: int) -> None:
     for key in ("momentum", "b1", "b2", "rms_decay"):
         check(0 <= cfg[key] < 1, f"optim.{key}", f"must be in [0, 1); got {cfg[key]}")
     schedule_shape(cfg, total_steps)
+    patterns(cfg.get("freeze"), "optim.freeze")
+
+
+def patterns(value, key: str) -> tuple[str, ...]:
+    """A config key's parameter patterns as a tuple of strings (None: none); ConfigError for
+    anything else."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    ok = isinstance(items, (list, tuple)) and all(isinstance(p, str) and p for p in items)
+    check(ok, key, f"must be None, a pattern such as 'conv_*' or a list of them; got {value!r}")
+    return tuple(items)
+
+
+def path_name(path) -> str:
+    """'conv_0/kernel' for the key path of a leaf (dict keys, attribute names, indices)."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def matches(pattern: str, path: str) -> bool:
+    """Whether `pattern` names the leaf at `path` ('conv_0/kernel'): it matches the whole path or
+    a module above it ('conv_0', 'conv_*')."""
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
+
+
+def select(pats: tuple[str, ...], params, key: str, strict: bool = True):
+    """Pytree of bools like `params`: True where a pattern names the leaf (`matches`). strict:
+    ConfigError naming a pattern that matches no leaf, with the paths there are, since a typo
+    would otherwise freeze (or keep) nothing, silently."""
+    paths = [path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    for pattern in pats if strict else ():
+        if not any(matches(pattern, p) for p in paths):
+            shown = ", ".join(paths[:40]) + (f" and {len(paths) - 40} more" if len(paths) > 40 else "")
+            raise ConfigError(f"config key '{key}': pattern '{pattern}' matches no parameter; "
+                              f"the parameter paths are: {shown or 'none'}")
+    return jax.tree_util.tree_map_with_path(
+        lambda p, _: any(matches(pattern, path_name(p)) for pattern in pats), params)
 
 
 def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
@@ -121,6 +170,7 @@ def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
     name = cfg["name"]
     wd = injected(cfg)["weight_decay"]
     shape = schedule_shape(cfg, total_steps)
+    frozen = patterns(cfg.get("freeze"), "optim.freeze")
 
     def chain(learning_rate, end_learning_rate, l2, clip_norm, b1, b2, eps, momentum, rms_decay,
               weight_decay):
@@ -139,7 +189,14 @@ def build(cfg: dict, total_steps: int) -> optax.GradientTransformation:
             parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
         parts.append(optax.scale_by_schedule(lambda t: -_rate(learning_rate, end_learning_rate,
                                                               shape(t))))
-        return optax.chain(*parts)
+        if not frozen:
+            return optax.chain(*parts)
+        # inside inject_hyperparams, so the state's top stays the injected one (dlcore.sweep,
+        # learning_rate_at); set_to_zero ignores the gradient, so XLA drops its computation
+        return optax.multi_transform({"train": optax.chain(*parts), "frozen": optax.set_to_zero()},
+                                     lambda tree: jax.tree.map(
+                                         lambda f: "frozen" if f else "train",
+                                         select(frozen, tree, "optim.freeze")))
 
     return optax.inject_hyperparams(chain, hyperparam_dtype=jnp.float32)(**injected(cfg))
 

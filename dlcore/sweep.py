@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dlcore import data as data_lib, experiment, loop, optim, rundir
+from dlcore import data as data_lib, experiment, loop, optim, rundir, transfer
 from dlcore.config import ConfigError, check, get
 
 
@@ -103,7 +103,8 @@ def run_sweep(config: dict, grid: dict[str, list], seeds: int = 1,
         make(point_config(config, point), data, config["loop"]["steps"])
     program = point_config(config, {k: max(v) for k, v in grid.items()})
     program["sweep"] = {"grid": grid, "seeds": seeds}
-    algorithm = make(program, data, program["loop"]["steps"])
+    algorithm = experiment.with_transfer(make(program, data, program["loop"]["steps"]), program)
+    program = transfer.pin(program, algorithm)  # the source's step and digest in config.json
 
     members = [(p, config["seed"] + s) for p in range(len(points)) for s in range(seeds)]
     member_cfgs = [point_config(config, points[p]) for p, _ in members]

@@ -31,6 +31,21 @@ def offline_data(name: str, tmp_path, monkeypatch) -> list[str]:
     return ["--set", "data.name=text", "--set", f"data.path={standin}"]
 
 
+def source_run(name: str, tmp_path, monkeypatch) -> None:
+    """What an experiment that starts from another run needs (transfer.init_from, a run directory
+    relative to the current directory): the experiment whose quick run writes there, trained first
+    in tmp_path, which becomes the current directory."""
+    from dlcore.cli import default_workdir
+    from dlcore.experiment import load
+    wanted = (load(name, quick=True).get("transfer") or {}).get("init_from")
+    if not wanted:
+        return
+    found = [e for e in EXPERIMENTS if Path.cwd() / default_workdir(e, True, 1, []) == Path(wanted)]
+    assert found, f"{name} starts from {wanted}, which no experiment's quick run writes"
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", found[0], "--quick", "--no-progress"]) == 0
+
+
 def test_list_prints_names_first(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -43,6 +58,7 @@ def test_list_prints_names_first(capsys):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_quick(name, tmp_path, capsys, monkeypatch):
     data = offline_data(name, tmp_path, monkeypatch)
+    source_run(name, tmp_path, monkeypatch)
     assert main(["run", name, "--quick", "--workdir", str(tmp_path / "run"), "--json",
                  "--no-progress", *data]) == 0
     tmp_path = tmp_path / "run"

@@ -9,6 +9,11 @@ Keys of a section (`defaults()`):
     test_fraction                  only when the arrays have no test split: that fraction of the
                                    examples, stratified by class for labels, drawn with split_seed
     validation_fraction            the last fraction of the training examples, held out
+    classes                        None: every class. A list of class labels, e.g. [5, 6, 7, 8,
+                                   9]: only their examples are kept, in every split, relabelled
+                                   0..k-1 in the list's order (num_outputs k). Applied after the
+                                   test split is drawn, so the test examples are those of the
+                                   whole source's split; before validation_fraction and labels
     augment_shift, augment_noise   random circular shifts along the first axis and Gaussian noise,
                                    applied to training batches only (dlcore.data.augment)
     labels, unlabeled_batch_size   None: every training label. N: only N training examples keep
@@ -35,7 +40,8 @@ from dlcore.data.batching import batch_at
 def defaults(test_fraction: float | None = None) -> dict:
     """The keys of an array source (test_fraction only for sources that may lack a test split)."""
     cfg = {"batch_size": 100, "shuffle": False, "validation_fraction": 0.0, "augment_shift": 0,
-           "augment_noise": 0.0, "labels": None, "unlabeled_batch_size": None, "split_seed": 0}
+           "augment_noise": 0.0, "labels": None, "unlabeled_batch_size": None, "split_seed": 0,
+           "classes": None}
     if test_fraction is not None:
         cfg.update(test_fraction=test_fraction)
     return cfg
@@ -71,6 +77,7 @@ def from_arrays(a: dict, cfg: dict, name: str | None = None) -> Data:
         whole = {"train": {"x": given["x"], "y": given["y"]}}
         spec = check_arrays(whole, name)
         splits = _split_off_test(whole["train"]["x"], whole["train"]["y"], cfg, name)
+    splits, spec = keep_classes(splits, spec, cfg.get("classes"), name)
     vf = cfg.get("validation_fraction", 0.0)
     check(_is_number(vf) and 0.0 <= vf < 1.0, "data.validation_fraction",
           f"must be in [0, 1); got {vf!r}")
@@ -90,6 +97,39 @@ def from_arrays(a: dict, cfg: dict, name: str | None = None) -> Data:
           (" that keep their labels (data.labels)" if "labels" in spec else ""))
     return Data({k: splits[k] for k in ("train", "validation", "test") if k in splits},
                 {**spec, "num_examples": n}, sampler(cfg))
+
+
+def keep_classes(splits: dict, spec: dict, classes, name: str) -> tuple[dict, dict]:
+    """(splits, spec) with only the examples of `classes` (data.classes), their labels mapped to
+    their positions in the list: {'x': [n, ...], 'y': [n]} per split -> [m, ...], [m] with labels
+    0..k-1, spec['num_outputs'] k. None: unchanged. ConfigError for a regression, a repeated or
+    unknown class, or a split left without examples."""
+    if classes is None:
+        return splits, spec
+    ok = (isinstance(classes, (list, tuple)) and len(classes) > 0
+          and all(type(c) is int for c in classes))
+    check(ok, "data.classes", f"must be None (every class) or a list of class labels such as "
+          f"[5, 6, 7, 8, 9]; got {classes!r}")
+    check(spec["task"] == "classification", "data.classes", f"data '{name}' has float targets "
+          "(a regression), no classes to choose from")
+    check(len(set(classes)) == len(classes), "data.classes", f"lists a class twice: {classes}")
+    c = spec["num_outputs"]
+    unknown = [k for k in classes if not 0 <= k < c]
+    check(not unknown, "data.classes", f"class {unknown[0] if unknown else ''} is not among the "
+          f"{c} classes 0..{c - 1} of data '{name}'")
+    absent = [k for k in classes if not np.any(splits["train"]["y"] == k)]
+    check(not absent, "data.classes", f"class {absent[0] if absent else ''} has no training "
+          f"example in data '{name}'")
+    relabel = np.full(c, -1, np.int32)  # -1: dropped
+    relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+    out = {}
+    for split, d in splits.items():
+        y = relabel[d["y"]]
+        keep = y >= 0
+        check(keep.any(), "data.classes", f"data '{name}' {split} has no example of the classes "
+              f"{list(classes)}")
+        out[split] = {**{k: v[keep] for k, v in d.items()}, "y": y[keep]}
+    return out, {**spec, "num_outputs": len(classes)}
 
 
 def _is_number(v) -> bool:
