@@ -13,12 +13,14 @@ import numpy as np
 import dlcore.envs as E
 warnings.filterwarnings("ignore")
 
+
 def to_gym_state(name, s):
     if name == "CartPole-v1": v = [s.x, s.x_dot, s.theta, s.theta_dot]
     elif name == "Acrobot-v1": v = [s.theta1, s.theta2, s.dtheta1, s.dtheta2]
     elif name == "MountainCar-v0": v = [s.position, s.velocity]
     else: v = [s.theta, s.theta_dot]
     return np.array([float(x) for x in v], np.float64)
+
 
 N = 1000
 for name in E.NAMES:

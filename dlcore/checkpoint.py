@@ -22,6 +22,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -126,7 +127,7 @@ def _write_error(mngr, error: Exception) -> TrainingError:
                          + (f" from step {latest}" if latest is not None else ""))
 
 
-def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[object, int] | None:
+def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[Any, int] | None:
     """(tree, step) from the newest checkpoint that restores into `target_tree`, or None.
 
     ConfigError when a readable checkpoint holds arrays of other shapes (a different run)."""
@@ -230,14 +231,14 @@ def check_same_run(saved, abstract, step: int, directory: Path) -> None:
                       "--workdir, or pass --fresh to move the old run aside")
 
 
-def restore_latest(directory: Path, target_tree) -> tuple[object, int] | None:
+def restore_latest(directory: Path, target_tree) -> tuple[Any, int] | None:
     """(tree, step) from the newest good checkpoint in `directory`, read-only: a damaged one is
     skipped with a warning, nothing is moved or deleted (for reports on a finished run). None when
     there is no good checkpoint; ConfigError when one belongs to a different run."""
     return next(_restored(directory, target_tree, newest_first=True), None)
 
 
-def restore_all(directory: Path, target_tree) -> list[tuple[object, int]]:
+def restore_all(directory: Path, target_tree) -> list[tuple[Any, int]]:
     """[(tree, step)] of every good checkpoint kept in `directory`, oldest first, read-only as
     restore_latest (a report's pictures of training as it went)."""
     return list(_restored(directory, target_tree, newest_first=False))

@@ -85,6 +85,7 @@ def load(name_or_path: str, quick: bool = False) -> dict:
     """Import the experiment file and return its `get_config(quick)`, with `experiment` set."""
     name, path = resolve(name_or_path)
     spec = importlib.util.spec_from_file_location(f"dlcore_experiment_{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # a .py path always has a loader
     module = importlib.util.module_from_spec(spec)
     own = not path.is_relative_to(experiments_dir().resolve())
     if own and str(path.parent) not in sys.path:  # a config file imports the modules beside it

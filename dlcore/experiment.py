@@ -41,7 +41,7 @@ BOOKKEEPING = ("loop.log_every", "loop.eval_every", "loop.checkpoint_every",
 
 class Maker(NamedTuple):
     make: Any          # make(config, data, steps) -> Algorithm
-    defaults: dict     # {section: {key: default}} it reads; None: sections are not checked
+    defaults: dict | None  # {section: {key: default}} it reads; None: sections are not checked
     hyper: dict        # config keys its state carries as traced hyperparameters (dlcore.sweep)
     models: tuple = ("model",)  # its sections that name a model family (a GAN's generator and
     #                             discriminator): each completed from its family's defaults
@@ -203,7 +203,7 @@ def load(name_or_path: str, quick: bool = False, overrides=()) -> dict:
     return config
 
 
-def _absolute_path(data: dict, base, key: str = "path") -> None:
+def _absolute_path(data: dict | None, base, key: str = "path") -> None:
     if not isinstance(data, dict):  # complete() names the mistake
         return
     path = data.get(key)
@@ -372,7 +372,7 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
             raise ConfigError(f"{workdir}: its {key} is {ref}; code defined in a notebook or "
                               "script cannot be imported again (put it in a module)")
     seeds = saved.get("seeds", [saved.get("seed", 0)])
-    check(isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds), "seeds",
+    check(isinstance(seeds, list) and bool(seeds) and all(type(s) is int for s in seeds), "seeds",
           f"{workdir / 'config.json'} records seeds {seeds!r}, not a list of integers")
     check(type(seed_index) is int and 0 <= seed_index < len(seeds), "seed_index",
           f"{workdir} holds {len(seeds)} seed(s); got index {seed_index!r}")

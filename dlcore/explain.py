@@ -23,6 +23,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from dlcore.config import ConfigError, check
@@ -138,13 +139,13 @@ def edge_detector(f: Callable, x: jax.Array) -> jax.Array:
     return edges
 
 
-METHODS = {"saliency": saliency, "gradxinput": gradient_x_input, "smoothgrad": smoothgrad,
+METHODS: dict[str, Callable] = {"saliency": saliency, "gradxinput": gradient_x_input, "smoothgrad": smoothgrad,
            "ig": integrated_gradients, "occlusion": occlusion}
 
 
 # --- over a batch ---------------------------------------------------------------------------------
 
-def attributions(method: Callable, model, variables: dict, x: jax.Array, targets: jax.Array,
+def attributions(method: Callable, model, variables: dict, x: ArrayLike, targets: ArrayLike,
                  key: jax.Array | None = None, **options) -> jax.Array:
     """[b, *shape]: `method(f, x_i, **options)` for every example x [b, *shape], f the logit of
     targets [b] (ints), vmapped in one jitted program. A method that takes a key (smoothgrad)
@@ -217,7 +218,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def randomisation_check(model, variables: dict, init, x: jax.Array, targets: jax.Array,
+def randomisation_check(model, variables: dict, init, x: ArrayLike, targets: ArrayLike,
                         method: Callable = saliency, absolute: bool = True,
                         **options) -> dict[str, float]:
     """{layer: mean over examples of the Spearman rank correlation between the map of the trained
@@ -255,7 +256,8 @@ def _options(name: str, shape: tuple) -> dict:
         return {"window": size, "stride": max(1, size // 2)}
     # IG: 256 points, not the paper's 64: a trained MNIST-1D MLP (logits in the hundreds) missed
     # completeness by 1.4 % (median of 64 test examples) at 64 points and 0.23 % at 256
-    return {"smoothgrad": {"n": 32, "sigma": 0.15}, "ig": {"steps": 256}}.get(name, {})
+    settings: dict[str, dict] = {"smoothgrad": {"n": 32, "sigma": 0.15}, "ig": {"steps": 256}}
+    return settings.get(name, {})
 
 
 def explain_run(workdir, methods=("ig",), count: int = 8, split: str = "test") -> list[Path]:
@@ -334,7 +336,7 @@ def draw(x: np.ndarray, maps: np.ndarray, targets: np.ndarray, path: Path, title
             t = np.arange(len(signal))
             pts = np.stack([t, signal], 1)
             segments = np.stack([pts[:-1], pts[1:]], 1)
-            lines = LineCollection(segments, cmap="RdBu_r", linewidths=2.2)
+            lines = LineCollection(list(segments), cmap="RdBu_r", linewidths=2.2)
             lines.set_array((colour[:-1] + colour[1:]) / 2)
             lines.set_clim(-lim, lim)
             ax = axes[0, i]

@@ -35,19 +35,22 @@ import numpy as np
 
 from dlcore.config import ConfigError
 
+# a field is a numpy array while a graph is built on the host, a jax.Array on the device
+Array = jax.Array | np.ndarray
+
 
 class Graph(NamedTuple):
     """One graph or a batch of graphs (the module docstring gives the shapes)."""
-    nodes: jax.Array
-    edges: jax.Array
-    senders: jax.Array
-    receivers: jax.Array
-    globals: jax.Array
-    n_node: jax.Array
-    n_edge: jax.Array
-    node_graph: jax.Array
-    node_mask: jax.Array
-    edge_mask: jax.Array
+    nodes: Array
+    edges: Array
+    senders: Array
+    receivers: Array
+    globals: Array
+    n_node: Array
+    n_edge: Array
+    node_graph: Array
+    node_mask: Array
+    edge_mask: Array
 
     @property
     def num_nodes(self) -> int:
@@ -62,7 +65,7 @@ class Graph(NamedTuple):
         return self.n_node.shape[0]
 
     @property
-    def graph_mask(self) -> jax.Array:
+    def graph_mask(self) -> Array:
         """[G] bool: the graphs that are not padding."""
         return self.n_node > 0
 
@@ -199,7 +202,7 @@ def padded_batches(graphs: Sequence[Graph], batch_size: int):
     its bucket: a jitted function of them compiles once per bucket, not once per batch."""
     for start in range(0, len(graphs), batch_size):
         idx = np.arange(start, min(start + batch_size, len(graphs)))
-        yield idx, pad_to_bucket(batch([graphs[i] for i in idx]))
+        yield idx, pad_to_bucket(batch([graphs[int(i)] for i in idx]))
 
 
 def check(g: Graph, name: str = "graph") -> Graph:
@@ -280,7 +283,7 @@ def from_slots(slots: dict) -> Graph:
                  edge_mask.reshape(-1))
 
 
-def edge_graph(g: Graph) -> jax.Array:
+def edge_graph(g: Graph) -> Array:
     """[E] int32: the graph each edge belongs to."""
     return g.node_graph[g.receivers]
 

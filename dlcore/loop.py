@@ -103,7 +103,7 @@ def validate(cfg: dict) -> dict:
 
 
 def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
-          seeds: int | list[int] = 1, *, seed: int = 0, members: tuple[list[int], Callable] | None = None,
+          seeds: int | list[int] = 1, *, seed: int = 0, members: tuple | None = None,
           record: dict | None = None, name: str = "run", progress: bool = True,
           fresh: bool = False, summary_extra: dict | None = None) -> dict:
     """Train `algorithm` on `data` in `workdir` (resuming what is there); returns the summary.

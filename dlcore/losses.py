@@ -32,7 +32,7 @@ def l2_penalty(params) -> jax.Array:
     """0.5 * sum of squared weights, biases and norm scales excluded (see optim.decay_mask)."""
     mask = decay_mask(params)
     leaves = jax.tree.leaves(jax.tree.map(lambda p, m: jnp.sum(p ** 2) if m else 0.0, params, mask))
-    return 0.5 * sum(leaves)
+    return 0.5 * sum(leaves, jnp.zeros(()))
 
 
 def check_labels(data) -> None:

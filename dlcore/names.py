@@ -60,7 +60,7 @@ def resolve(name: Any, kind: str, key: str, needs: str) -> Any:
             value = _import(full)
         except _Broken as e:  # the user's module itself is broken: say where, in one line
             raise ConfigError(f"config key '{key}': importing '{e.args[0]}' failed: "
-                              f"{where(e.__cause__)}") from None
+                              f"{where(e.__cause__ or e)}") from None
         if value is not None and (not attr or hasattr(value, attr.split(".")[0])):
             break
         if value is not None and sep:

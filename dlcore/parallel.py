@@ -90,14 +90,14 @@ def mesh_axes(names: P, shape: tuple, mesh: Mesh, rules) -> P:
     over the mesh axis when the mesh has the axis, no other dimension of this array uses it yet,
     and its size divides the dimension; a rule (name, None) ends the rules for an array with a
     dimension of that name. Every other dimension is whole."""
-    names = tuple(names) + (None,) * (len(shape) - len(names))
+    dims = tuple(names) + (None,) * (len(shape) - len(names))
     out = [None] * len(shape)
     for name, axis in rules:
-        if axis is None and name in names:
+        if axis is None and name in dims:
             break
         if axis not in mesh.shape or axis in out:
             continue
-        for i, n in enumerate(names):
+        for i, n in enumerate(dims):
             if n == name and out[i] is None and shape[i] % mesh.shape[axis] == 0:
                 out[i] = axis
                 break

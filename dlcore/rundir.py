@@ -29,7 +29,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are not guarded there
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 import jax
 import numpy as np

@@ -146,7 +146,7 @@ def _draw_one(rng: np.random.Generator, dim: Dim):
     if dim.kind == "choice":
         return dim.values[int(rng.integers(len(dim.values)))]
     if dim.kind == "int":
-        return int(rng.integers(dim.low, dim.high + 1))
+        return int(rng.integers(int(dim.low), int(dim.high) + 1))
     if dim.kind == "log":
         v = float(np.exp(rng.uniform(np.log(dim.low), np.log(dim.high))))
     else:
@@ -323,7 +323,8 @@ def run_search(config: dict, points: list[dict], workdir: str | Path, *, rungs: 
               "seeds": seeds, "rungs": rungs, "eta": eta, "steps": p.ends, "metric": p.metric,
               "mode": p.mode}
     record = experiment.record({**p.program, "search": search})
-    done, alive = [], list(range(len(points)))
+    done: list[dict] = []
+    alive = list(range(len(points)))
     with rundir.claimed(workdir, record, fresh):
         rundir.write_json(workdir / "config.json", record)
         for i, end in enumerate(p.ends):

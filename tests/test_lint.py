@@ -16,3 +16,14 @@ def test_ruff_finds_nothing():
     out = subprocess.run([ruff, "check", "--no-cache", "dlcore", "tests", "benchmarks",
                           "experiments", "examples"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_finds_nothing_in_the_public_api(tmp_path):
+    """mypy over the modules [tool.mypy] in pyproject.toml lists (the public API)."""
+    import importlib.util
+    import sys
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install -e '.[test]' installs it)")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

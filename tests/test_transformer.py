@@ -88,6 +88,7 @@ def test_self_attention_module_is_the_written_out_computation():
 
 def test_rotary_scores_depend_only_on_relative_position():
     q, k, _ = qkv(3, 1, 1)
+
     def score(pq, pk):
         return float(jnp.sum(transformer.rotary(q, jnp.array([pq]))
                              * transformer.rotary(k, jnp.array([pk]))))

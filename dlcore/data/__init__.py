@@ -45,7 +45,7 @@ def defaults(name: Any) -> dict:
     from dlcore.data import arrays
     src = source(name)
     if isinstance(src, Data):
-        own = {}
+        own: dict = {}
     elif _is_module_like(src):
         own = src.defaults() if hasattr(src, "defaults") else {}
     else:  # a function returning arrays (or a Data)

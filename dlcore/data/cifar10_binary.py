@@ -50,5 +50,3 @@ def arrays(cfg: dict) -> dict[str, np.ndarray]:
     x, y = read([f"data_batch_{i}.bin" for i in range(1, 6)])
     x_test, y_test = read(["test_batch.bin"])
     return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
-
-

@@ -173,7 +173,8 @@ class NNX:
         from flax import nnx
         self.construct, self.fam = construct, fam
         abstract = nnx.eval_shape(lambda: construct(nnx.Rngs(0)))
-        self.graphdef, self.params, self.rngs, self.rest = nnx.split(
+        # nnx.split's stub is a variadic tuple; with three filters it is exactly four values
+        self.graphdef, self.params, self.rngs, self.rest = nnx.split(  # type: ignore[misc]
             abstract, nnx.Param, nnx.RngState, ...)
         self.module = abstract
 
