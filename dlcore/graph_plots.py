@@ -10,12 +10,15 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
 import matplotlib
 
-matplotlib.use("Agg")
+# files only, never a window; in Jupyter (ipykernel sets MPLBACKEND) its inline figures stay
+if "inline" not in os.environ.get("MPLBACKEND", ""):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

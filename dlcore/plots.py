@@ -3,11 +3,14 @@ algorithms use for their pictures (filters, activations, gradients through time,
 `dlcore report DIR` redraws them all. Nothing here knows a metric name or a model family."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; never open a window
+# files only, never a window; in Jupyter (ipykernel sets MPLBACKEND) its inline figures stay
+if "inline" not in os.environ.get("MPLBACKEND", ""):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import numpy as np  # noqa: E402
