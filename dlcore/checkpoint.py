@@ -98,10 +98,15 @@ def target(states, early_stopping: dict | None = None) -> dict:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, tree, metrics: dict | None = None) -> None:
-    """Start an asynchronous save of `tree` (copied to host memory first), with its checksum."""
-    host = jax.device_get(tree)
+    """Start an asynchronous save of `tree` (copied to host memory first), with its checksum.
+
+    In a run of several processes (dlcore.distributed) every process calls this: orbax is given
+    the global arrays, each process writes its own shards and process 0 the metadata; orbax
+    copies them to host memory before it returns, so the next step may still donate them."""
+    host = _whole_on_host(tree)
+    item = host if jax.process_count() == 1 else tree
     try:  # also where the previous save's failure in the background comes out
-        mngr.save(step, args=ocp.args.StandardSave(host), metrics=metrics, force=True,
+        mngr.save(step, args=ocp.args.StandardSave(item), metrics=metrics, force=True,
                   custom_metadata={"dlcore_sha256": digest(host)})
     except Exception as e:
         raise _write_error(mngr, e) from None
@@ -159,10 +164,30 @@ def restore_newest_good(mngr: ocp.CheckpointManager, target_tree) -> tuple[Any, 
     return None
 
 
+def _whole_on_host(tree):
+    """The tree as whole host arrays (for the checksum). An array split over several processes
+    is gathered (a collective: every process calls this at the same point)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)  # every leaf's copy started at once
+
+    def whole(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+    return jax.tree.map(whole, tree)
+
+
 def _host_abstract(target_tree):
-    """Shapes and dtypes without shardings: orbax then restores host numpy arrays, whose bytes
-    the checksum compares (the loop puts them on the devices)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target_tree)
+    """Host numpy arrays of the target's shapes and dtypes: orbax then restores whole host
+    arrays, whose bytes the checksum compares (the loop puts them on the devices), whatever
+    topology wrote them (a checkpoint of 2 processes x 4 devices restores on one device). PRNG
+    keys, which numpy cannot hold, stay abstract."""
+    def host(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+        return np.zeros(np.shape(x), x.dtype)  # zero pages: not touched until orbax writes
+    return jax.tree.map(host, target_tree)
 
 
 def _saved_digest(mngr: ocp.CheckpointManager, step: int) -> str | None:

@@ -3,6 +3,7 @@
     dlcore list
     dlcore run NAME_OR_PATH [--workdir DIR] [--set key=value ...] [--quick] [--seeds N] [--json]
                [--init-from RUN [--init-seed S]]
+               [--coordinator HOST:PORT --num-processes N --process-id I]   (dlcore.distributed)
     dlcore sweep NAME_OR_PATH --grid optim.learning_rate=1e-3,1e-2 [--grid KEY=V1,V2] [--seeds N]
     dlcore search NAME_OR_PATH --space optim.learning_rate=log:1e-4:1e-1 [--space KEY=KIND:ARGS]
                   [--members 16] [--search-seed 0] [--rungs 1 --eta 3] [--metric validation_accuracy]
@@ -27,6 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="split the CPU into N XLA devices (to try loop.devices > 1 without GPUs)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--coordinator", metavar="HOST:PORT", help="one process of a run of several "
+                   "(dlcore.distributed): process 0's address and a free port, the same on every "
+                   "process; with --num-processes and --process-id. Without them JAX detects a "
+                   "cluster where DLCORE_DISTRIBUTED=auto or srun/mpirun launched several tasks")
+    r.add_argument("--num-processes", type=int, metavar="N", help="how many processes the run has")
+    r.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0 .. N-1")
+    r.add_argument("--heartbeat-seconds", type=int, default=60, metavar="S", help="a process "
+                   "silent this long is taken as dead and every other one ends (default 60)")
     r.add_argument("--init-from", metavar="RUN", help="start from the trained parameters of the "
                    "run in directory RUN (transfer learning; dlcore.transfer: transfer.reinit "
                    "keeps a new head fresh, optim.freeze freezes layers)")
@@ -55,13 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-compile-cache", action="store_true",
                    help="compile everything anew (default: JAX's persistent cache in "
                    "$DLCORE_COMPILE_CACHE or ~/.cache/dlcore/jax; dlcore.compile_cache)")
+    r.add_argument("--tracker", dest="trackers", action="append", default=[], metavar="NAME",
+                   help="also send the config, metrics, summary and pictures to an experiment "
+                   "tracker: wandb or mlflow (repeatable, or a comma list; configured by their "
+                   "own variables: WANDB_MODE, WANDB_PROJECT, MLFLOW_TRACKING_URI, ...); a "
+                   "resumed run continues the same tracked run (RUN/tracker.json)")
     w = sub.add_parser("sweep", help="every grid point x seed of an experiment in one program "
                        "(numbers the state carries: optim.*, and e.g. MAML's meta.inner_lr)")
     w.add_argument("experiment")
     w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a config key and its values, e.g. --grid optim.learning_rate=1e-3,1e-2")
     for flag in ("--workdir", "--set", "--quick", "--seeds", "--fresh", "--no-progress",
-                 "--no-compile-cache"):
+                 "--no-compile-cache", "--tracker"):
         w._add_action(next(a for a in r._actions if flag in a.option_strings))
     s = sub.add_parser("search", help="random search and successive halving: members drawn from "
                        "a space, all in one program, chosen on the validation split (dlcore.search)")
@@ -78,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: validation_<the experiment's headline metric>)")
     s.add_argument("--mode", choices=["max", "min"],
                    help="larger or smaller is better (default: max for accuracies and returns)")
-    for flag in ("--workdir", "--set", "--quick", "--fresh", "--no-progress", "--no-compile-cache"):
+    for flag in ("--workdir", "--set", "--quick", "--fresh", "--no-progress", "--no-compile-cache",
+                 "--tracker"):
         s._add_action(next(a for a in r._actions if flag in a.option_strings))
     p = sub.add_parser("report", help="draw a run's figures: learning curves, and what the trained "
                        "model does (filters, activations, gradients, episodes, fits)")
@@ -209,7 +225,7 @@ def default_workdir(experiment: str, quick: bool, seeds: int, overrides: list[st
     return Path("runs", *inside[:-1], inside[-1] + kind + "".join(f"-{p}" for p in parts))
 
 
-def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:
+def _prepare(args, kind: str = "", extra: Sequence[str] = ()) -> tuple[dict, Path]:
     """The config with its overrides, and the run directory (--fresh moves it aside only once the
     run's values are checked, in rundir.claimed)."""
     from dlcore import experiment
@@ -220,7 +236,11 @@ def _prepare(args, kind: str = "", extra: list[str] = ()) -> tuple[dict, Path]:
     if cpu_devices:
         import jax
         jax.config.update("jax_num_cpu_devices", cpu_devices)
+    from dlcore import distributed  # joins the other processes before any device is touched
+    distributed.initialize(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                           getattr(args, "process_id", None), getattr(args, "heartbeat_seconds", 60))
     config = experiment.load(args.experiment, quick=args.quick, overrides=args.overrides)
+    distributed.check_same_config(config)  # before any process builds data or compiles
     from dlcore import transfer
     config = transfer.with_flags(config, getattr(args, "init_from", None),
                                  getattr(args, "init_seed", None))
@@ -234,7 +254,10 @@ def _run(args) -> int:
     config, workdir = _prepare(args)
     from dlcore import experiment
     summary = experiment.run(config, workdir, seeds=args.seeds, progress=not args.no_progress,
-                             fresh=args.fresh)
+                             fresh=args.fresh, trackers=args.trackers)
+    from dlcore import distributed
+    if not distributed.is_main():  # process 0 reports for the run
+        return 0
     _print_result(summary, workdir)
     if args.json:
         print(json.dumps(summary, default=str))
@@ -245,7 +268,7 @@ def _sweep(args) -> int:
     import ast
     from dlcore import sweep
     from dlcore.config import ConfigError
-    grid = {}
+    grid: dict = {}
     for item in args.grid:
         name, sep, values = item.partition("=")
         try:  # literals only (numbers), as --set parses them: never code
@@ -254,7 +277,7 @@ def _sweep(args) -> int:
             raise ConfigError(f"--grid {item}: values must be numbers separated by commas") from None
     config, workdir = _prepare(args, "-sweep", [f"grid:{g}" for g in args.grid])
     summary = sweep.run_sweep(config, grid, args.seeds, workdir, progress=not args.no_progress,
-                              fresh=args.fresh)
+                              fresh=args.fresh, trackers=args.trackers)
     shown = summary["headline"][:1]
     for point in summary["points"]:
         m = point["metrics"]
@@ -278,7 +301,7 @@ def _search(args) -> int:
     report = search.run_search(config, points, workdir, rungs=args.rungs, eta=args.eta,
                                metric=args.metric, mode=args.mode, space=args.space,
                                search_seed=args.search_seed, progress=not args.no_progress,
-                               fresh=args.fresh)
+                               fresh=args.fresh, trackers=args.trackers)
     print(search.table(report))
     best, metric = report["best"], report["chosen_on"]
     print(f"best (by {metric}): member {best['member']}, seed {best['seed']}, "
@@ -345,12 +368,33 @@ def _report(workdir: Path) -> int:
     if not (workdir / "metrics.jsonl").exists():
         raise ConfigError(f"{workdir} is not a run directory (no metrics.jsonl)")
     title = _title(workdir)
-    for path in plots.learning_curves(workdir, title=title):
+    drawn = plots.learning_curves(workdir, title=title)
+    for path in drawn:
         print(path)
     if (workdir / "checkpoints").exists() and (workdir / "config.json").exists():
         for path in _pictures(workdir, title):
             print(path)
+            drawn.append(path)
+    _send_pictures(workdir, drawn, title)
     return 0
+
+
+def _send_pictures(workdir: Path, paths: list[Path], title: str) -> None:
+    """The pictures to the experiment trackers the run was tracked with (RUN/tracker.json), in
+    the same tracked run; none: nothing is imported."""
+    from dlcore import trackers
+    names = trackers.recorded(workdir)
+    if not names:
+        return
+    try:
+        record = json.loads((workdir / "config.json").read_text())
+    except (OSError, ValueError):  # a run made from Python values: its name is enough
+        record = {}
+    tracked = trackers.start(names, workdir, record if isinstance(record, dict) else {}, title)
+    try:
+        tracked.images(paths)
+    finally:
+        tracked.close(None)  # the tracked run keeps the status its training left
 
 
 def _title(workdir: Path) -> str:

@@ -262,9 +262,10 @@ def record(config: dict) -> dict:
 
 
 def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True,
-        fresh: bool = False) -> dict:
+        fresh: bool = False, trackers: str | list[str] | tuple[str, ...] = ()) -> dict:
     """Train a complete config in `workdir` (resuming what is there, or with `fresh` moving it
-    aside once the config proved good); returns the summary.
+    aside once the config proved good); returns the summary. trackers: experiment trackers
+    ('wandb', 'mlflow': dlcore.trackers) that also get the run.
 
     Several seeds run in one program, vmapped, unless loop.seeds_in_one_program is false: then one
     after another, each in workdir/seed_<s>, and the summary aggregates them."""
@@ -273,15 +274,16 @@ def run(config: dict, workdir: str | Path, seeds: int = 1, progress: bool = True
     algorithm, data = build(config)  # the data is checked before anything is written
     config = transfer.pin(config, algorithm)  # config.json names the source's step and digest
     if seeds > 1 and not config["loop"]["seeds_in_one_program"]:
-        return _sequential_seeds(config, Path(workdir), seeds, progress, fresh, algorithm, data)
-    return _train(config, workdir, algorithm, data, seeds, progress, fresh)
+        return _sequential_seeds(config, Path(workdir), seeds, progress, fresh, algorithm, data,
+                                 trackers)
+    return _train(config, workdir, algorithm, data, seeds, progress, fresh, trackers)
 
 
 def _train(config: dict, workdir, algorithm: Algorithm, data: Data, seeds: int,
-           progress: bool, fresh: bool = False) -> dict:
+           progress: bool, fresh: bool = False, trackers=()) -> dict:
     return loop.train(algorithm, data, config["loop"], workdir, seeds, seed=config["seed"],
                       record=record(config), name=config["experiment"], progress=progress,
-                      fresh=fresh, summary_extra=_summary_extra(config))
+                      fresh=fresh, summary_extra=_summary_extra(config), trackers=trackers)
 
 
 def _summary_extra(config: dict) -> dict:
@@ -293,7 +295,7 @@ def _summary_extra(config: dict) -> dict:
 
 
 def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool,
-                      fresh: bool, algorithm: Algorithm, data: Data) -> dict:
+                      fresh: bool, algorithm: Algorithm, data: Data, trackers=()) -> dict:
     """Seeds one after another, each in workdir/seed_<s>; the algorithm and data are built once
     (a seed is an argument of init, not of make)."""
     import shutil
@@ -308,7 +310,7 @@ def _sequential_seeds(config: dict, workdir: Path, seeds: int, progress: bool,
             for i in range(seeds):
                 cfg = {**copy.deepcopy(config), "seed": config["seed"] + i}
                 runs.append(_train(cfg, workdir / f"seed_{cfg['seed']}", algorithm, data, 1,
-                                   progress))
+                                   progress, trackers=trackers))
             rundir.write_json(workdir / "config.json", seeds_record)
             named = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}
             rates = [r["steps_per_second"] for r in runs if r["steps_per_second"]]

@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import checkpoint, early_stopping, parallel, rundir, writers
+from dlcore import checkpoint, distributed, early_stopping, parallel, rundir, writers
+from dlcore import trackers as _trackers
 from dlcore.watch import Hung, Interrupted, Signals, TrainingError, Watch
 from dlcore.config import ConfigError, check, one_of
 from dlcore.core import Algorithm, Data, split_keys
@@ -104,7 +105,8 @@ def validate(cfg: dict) -> dict:
 def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
           seeds: int | list[int] = 1, *, seed: int = 0, members: tuple | None = None,
           record: dict | None = None, name: str = "run", progress: bool = True,
-          fresh: bool = False, summary_extra: dict | None = None) -> dict:
+          fresh: bool = False, summary_extra: dict | None = None,
+          trackers: str | list[str] | tuple[str, ...] = ()) -> dict:
     """Train `algorithm` on `data` in `workdir` (resuming what is there); returns the summary.
 
     config: the `loop` section (missing keys take `defaults()`). seeds: how many (seed, seed+1, ...)
@@ -115,6 +117,8 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     config.json keeps besides the loop section and the seeds (the `dlcore run` config); name: the
     run's name in summaries, plots and the progress bar. fresh: move an existing run directory
     aside (once everything is checked) and start over. summary_extra: more for summary.json.
+    trackers: experiment trackers that also get the config, metrics, summary and pictures
+    ('wandb', 'mlflow'; dlcore.trackers).
 
     Raises ConfigError (bad input; nothing written), TrainingError (NaN/Inf, a hung program, a
     run directory that cannot be written, a non-finite final evaluation), Interrupted (SIGINT or
@@ -122,9 +126,10 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     cfg, workdir = validate(config), Path(workdir)
     seed_list = (list(members[0]) if members else list(seeds) if isinstance(seeds, (list, tuple))
                  else list(range(seed, seed + seeds)) if type(seeds) is int and seeds >= 1 else None)
-    check(bool(seed_list) and all(type(s) is int and -2**63 <= s < 2**63 for s in seed_list),
-          "--seeds", f"must be a positive count or a list of integer seeds (within int64); "
-          f"got {seeds!r}" + (f" from seed {seed}" if type(seeds) is int else ""))
+    if not seed_list or not all(type(s) is int and -2**63 <= s < 2**63 for s in seed_list):
+        raise ConfigError(f"config key '--seeds': must be a positive count or a list of integer "
+                          f"seeds (within int64); got {seeds!r}"
+                          + (f" from seed {seed}" if type(seeds) is int else ""))
     vmapped = len(seed_list) > 1 or members is not None
 
     # 1. check everything on the host before anything compiles or is written.
@@ -139,11 +144,17 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     parallel.check_fits(state_bytes * len(seed_list), "the training state (parameters and "
                         f"optimizer state{', for every seed' if vmapped else ''})")
     _check_best_metric(cfg, eval_names, data)
+    tracker_names = _trackers.check(trackers)
     record = {**(record or {"experiment": name}), "loop": cfg, "seeds": seed_list}
-    with rundir.claimed(workdir, record, fresh), Signals() as signals:
+    distributed.check_same_config(record)  # several processes: all run this same record
+    main = distributed.is_main()  # process 0 alone writes the run's files and shows progress
+    progress = progress and main
+    with distributed.claimed(workdir, record, fresh), Signals() as signals, \
+            _trackers.tracking(tracker_names if main else (), workdir, record, name) as tracked:
         try:
             return _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record,
-                          name, progress, mesh, shardings, names, signals, summary_extra or {})
+                          name, progress, mesh, shardings, names, signals, summary_extra or {},
+                          tracked)
         except OSError as e:  # a full disk, a directory made read-only mid-run
             raise TrainingError(f"cannot write to the run directory {workdir} "
                                 f"({e.strerror or e}); free space or fix its permissions, then "
@@ -151,7 +162,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
 
 
 def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, name, progress,
-           mesh, shardings, names, signals, summary_extra) -> dict:
+           mesh, shardings, names, signals, summary_extra, tracked) -> dict:
     """The run itself, in a claimed run directory."""
     t_start = time.perf_counter()
     roots = [jax.random.key(s) for s in seed_list]
@@ -183,8 +194,11 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
             stopper = {**tree["early_stopping"],
                        "state": jax.device_put(tree["early_stopping"]["state"], shardings)}
         print(f"resumed from step {start} in {workdir}", flush=True)
-    rundir.write_json(workdir / "config.json", record)  # the checkpoints are this run's
-    writers.truncate_jsonl(workdir / "metrics.jsonl", start)
+    main = distributed.is_main()  # process 0 writes the files; every process, its checkpoint shards
+    if main:
+        rundir.write_json(workdir / "config.json", record)  # the checkpoints are this run's
+        writers.truncate_jsonl(workdir / "metrics.jsonl", start)
+    tracked.catch_up(workdir / "metrics.jsonl")  # rows a tracker missed (added since, or down)
 
     # 3. the compiled step: k updates per call, metrics summed on the device.
     total, k = cfg["steps"], cfg["steps_per_call"]
@@ -225,12 +239,12 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
         checkpoint.save(mngr, t, tree, metrics)
 
     # 4./5. the loop itself.
-    tb = writers.TensorBoardWriter(workdir / "tensorboard", start=start)
+    tb = writers.TensorBoardWriter(workdir / "tensorboard", start=start) if main else None
     bar = writers.Progress(total, start, label=f"{name} ") if progress else None
     carry = (states, zero_acc(), jnp.asarray(start, jnp.int32))
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}
     t_loop, steps_timed, eval_seconds = None, 0, 0.0
-    stopped = bool(stopper) and early_stopping.spent(stopper, patience)
+    stopped = stopper is not None and early_stopping.spent(stopper, patience)
     watch = Watch(cfg["watchdog_seconds"], workdir)
     try:
         while t < total and not stopped:
@@ -270,7 +284,8 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
                                                     t, cfg["best_mode"])
                     stopped = early_stopping.spent(stopper, patience)
                     is_ckpt = is_ckpt or stopped  # a resumed run must know it has stopped
-            writers.log(workdir, tb, t, row, vmapped)
+            if main:
+                writers.log(workdir, tb, t, row, vmapped, tracked)
             if bar:
                 bar.update(t, writers.means(row, vmapped))
             if is_ckpt:
@@ -284,7 +299,8 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     finally:
         if bar:
             bar.close()
-        tb.close()
+        if tb:
+            tb.close()
         checkpoint.finish(mngr)
     _leave_if_interrupted(signals, t, last_saved)
 
@@ -302,15 +318,17 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     if stopper:
         summary["early_stopping"] = {"stopped_at_step": t,
                                      "best_step": np.atleast_1d(stopper["best_step"]).tolist()}
-    rundir.write_json(workdir / "summary.json", summary)
+    if main:
+        rundir.write_json(workdir / "summary.json", summary)
+    tracked.summary(summary)
     if summary.get("nonfinite_metrics"):  # the run trained, but its result is no number
         raise TrainingError(f"the final evaluation gave NaN or Inf for "
                             f"{', '.join(summary['nonfinite_metrics'])} (null in "
                             f"{workdir / 'summary.json'}); the model diverged where it is evaluated")
     _leave_if_interrupted(signals, t, last_saved)
-    if cfg["plots"]:
+    if cfg["plots"] and main:
         from dlcore import plots
-        plots.learning_curves(workdir, title=name)
+        tracked.images(plots.learning_curves(workdir, title=name))
     return summary
 
 
@@ -344,7 +362,8 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
     bad = {n: tuple(getattr(m, "shape", ())) for n, m in out[1].items()
            if tuple(getattr(m, "shape", ())) != ()}
     check(not bad, "algorithm", f"step metrics must be scalars; got shapes {bad}")
-    if jax.tree.structure(out[0]) != jax.tree.structure(state):
+    # PyTreeDef compares at runtime; its stub declares no __ne__
+    if jax.tree.structure(out[0]) != jax.tree.structure(state):  # type: ignore[operator]
         raise ConfigError("algorithm: step returns a state of another structure than init's "
                           f"({jax.tree.structure(out[0])} vs {jax.tree.structure(state)})")
     evals = []

@@ -26,14 +26,18 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dlcore import distributed
 from dlcore.config import ConfigError
 
 
 def data_mesh(num_devices: int, model: int = 1) -> Mesh | None:
     """A mesh over the first `num_devices` devices (-1: all): axis 'data', and with model > 1 a
     'model' axis of that many devices (for tensor parallelism; num_devices / model along 'data').
-    None for one device."""
-    available = jax.device_count()
+    None for one device. In a run of several processes the devices are all processes' (in
+    process order, so each process's devices hold a contiguous block of every batch) and the
+    mesh must span them all."""
+    available = jax.device_count()  # every process's devices (dlcore.distributed)
+    distributed.check_devices(num_devices)
     if num_devices == -1:
         num_devices = available
     if num_devices < 1 or num_devices > available:
@@ -180,7 +184,7 @@ def check_batch(batch, mesh: Mesh | None) -> None:
 def device_memory() -> int | None:
     """Bytes one device can still hold: the accelerator's free memory, or on a CPU the host's
     available memory; None where neither is known."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # jax.devices()[0] may be another process's
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))

@@ -310,14 +310,18 @@ def plan(config: dict, points: list[dict], rungs: int, eta: int, metric: str | N
 def run_search(config: dict, points: list[dict], workdir: str | Path, *, rungs: int = 1,
                eta: int = 3, metric: str | None = None, mode: str | None = None,
                space: list[str] | None = None, search_seed: int | None = None,
-               progress: bool = True, fresh: bool = False) -> dict:
+               progress: bool = True, fresh: bool = False,
+               trackers: str | list[str] | tuple[str, ...] = ()) -> dict:
     """Train the members `points` (member m: its values, seed config['seed'] + m) of a complete
     `config` by successive halving (rungs=1: all to the budget, i.e. random search), each rung one
     program; returns the report it writes to workdir/search.json. space and search_seed are
-    recorded only (what drew the points). Everything is checked (ConfigError) before anything
-    compiles or is written."""
+    recorded only (what drew the points). trackers: experiment trackers (dlcore.trackers), one
+    tracked run per rung. Everything is checked (ConfigError) before anything compiles or is
+    written."""
     t_start, workdir = time.perf_counter(), Path(workdir)
     p = plan(config, points, rungs, eta, metric, mode)
+    from dlcore.trackers import check as check_trackers
+    trackers = check_trackers(trackers)  # before the run directory is made
     seeds = [p.config["seed"] + m for m in range(len(points))]
     search = {"space": list(space or []), "search_seed": search_seed, "members": points,
               "seeds": seeds, "rungs": rungs, "eta": eta, "steps": p.ends, "metric": p.metric,
@@ -335,7 +339,7 @@ def run_search(config: dict, points: list[dict], workdir: str | Path, *, rungs: 
                          p.ends[i - 1] if i else 0),
                 record=experiment.record({**p.program, "search": {**search, "rung": i,
                                                                   "alive": alive}}),
-                name=f"{p.config['experiment']} rung {i}", progress=progress)
+                name=f"{p.config['experiment']} rung {i}", progress=progress, trackers=trackers)
             done.append({"rung": i, "steps": end, "members": alive,
                          "seconds": time.perf_counter() - t_rung, "per_member": summary["per_seed"]})
             report = _report(p.config, search, done, time.perf_counter() - t_start,

@@ -85,9 +85,11 @@ def point_config(config: dict, point: dict) -> dict:
 
 def run_sweep(config: dict, grid: dict[str, list], seeds: int = 1,
               workdir: str | Path = "runs/sweep", progress: bool = True,
-              fresh: bool = False) -> dict:
+              fresh: bool = False, trackers: str | list[str] | tuple[str, ...] = ()) -> dict:
     """Train every (grid point, seed) of a complete `config` in one program (resuming what is in
-    `workdir`, or moving it aside with `fresh`); returns the summary it writes."""
+    `workdir`, or moving it aside with `fresh`); returns the summary it writes. trackers:
+    experiment trackers (dlcore.trackers) that get the program's run (metrics: means over all
+    members, as in its metrics.jsonl)."""
     t_start = time.perf_counter()
     workdir = Path(workdir)
     check(type(seeds) is int and seeds >= 1, "--seeds", f"must be >= 1; got {seeds}")
@@ -112,7 +114,7 @@ def run_sweep(config: dict, grid: dict[str, list], seeds: int = 1,
                      members=([s for _, s in members], lambda states: with_points(
                          states, member_cfgs, list(grid), experiment.maker(config["algorithm"]).hyper)),
                      record=experiment.record(program), name=config["experiment"],
-                     progress=progress, fresh=fresh)
+                     progress=progress, fresh=fresh, trackers=trackers)
     summary = {
         "experiment": config["experiment"],
         "grid": grid,

@@ -120,15 +120,17 @@ def means(record: dict, seed_axis: bool) -> dict:
     return out
 
 
-def log(workdir: Path, tb, t: int, record: dict, vmapped: bool) -> None:
-    """One row of metrics.jsonl (means over seeds, and each seed's values) and its scalars in
-    TensorBoard."""
+def log(workdir: Path, tb, t: int, record: dict, vmapped: bool, trackers=None) -> None:
+    """One row of metrics.jsonl (means over seeds, and each seed's values), its scalars in
+    TensorBoard, and the row to the experiment trackers (dlcore.trackers.Tracked) if given."""
     mean = means(record, vmapped)
     row = {"step": t, "time": time.time(), **mean}
     if vmapped:
         row["per_seed"] = {k: np.asarray(v).tolist() for k, v in record.items()}
     append_jsonl(workdir / "metrics.jsonl", row)
     tb.scalars(t, mean)
+    if trackers is not None:
+        trackers.log(t, row)
 
 
 # --- TensorBoard ----------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def read_tensorboard(path: Path) -> list[tuple[int, str, float]]:
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.name.startswith("events.out.tfevents.")) \
         if path.is_dir() else [path]
-    out = []
+    out: list[tuple[int, str, float]] = []
     for file in files:
         for event in LegacyEventFileLoader(str(file)).Load():
             if event.HasField("session_log") and event.session_log.status == event.session_log.START:
@@ -289,10 +291,13 @@ class Progress:
         # (n - initial) / elapsed: tqdm's own formatting of rate, ETA and elapsed is then right.
         # Moving tqdm's start_t instead breaks its close() (it believes it never drew, and leaves
         # no final bar), and `reset` would zero the count.
-        self.t0, self.step0 = None, start
-        self.step, self.metrics, self._latest, self._shown = start, "", {}, None
+        self.t0: float | None = None
+        self.step0 = start
+        self.step, self.metrics = start, ""
+        self._shown: int | None = None
+        self._latest: dict = {}
         self._next_line = start
-        self.bar = None
+        self.bar: _Bar | None = None
         if mode == "bar":
             # A terminal that reports 0 columns (a pty nobody sized: `script`, some containers)
             # gets nothing from tqdm (0 rows, 0 columns): a fixed size there, the live one elsewhere.
@@ -349,7 +354,7 @@ class Progress:
 
 class _Bar(_tqdm):
     monitor_interval = 0  # no monitor thread: every update is explicit, with miniters=1
-    timing = None  # the Progress, once it times; before, no rate ('?')
+    timing: Progress | None = None  # the Progress, once it times; before, no rate ('?')
 
     @property
     def format_dict(self):

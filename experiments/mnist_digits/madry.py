@@ -24,6 +24,11 @@ def get_config(quick: bool = False) -> dict:
     config["adversarial"] = {"eps": 0.3, "norm": "linf", "steps": 10, "step_size": 0.075,
                              "random_start": True, "clean_weight": 0.0, "eps_warmup_steps": 500,
                              "eval_steps": 40, "eval_count": 500}
+    # Madry et al. (2018, Table 1), full MNIST: 98.8 % clean; 89.3 % under PGD with 100 steps
+    # and 20 restarts (the strongest white-box attack they report). Not the measure here (PGD-40,
+    # one restart, 500 test digits of 4,000-digit training): README, "Adversarial training".
+    config["published"] = {"test_accuracy": {"madry2018_full_mnist": 0.988},
+                           "test_pgd_accuracy": {"madry2018_full_mnist_pgd100_20_restarts": 0.893}}
     if not quick:  # an evaluation attacks 500 test digits with PGD-40: about 25 s
         config["loop"].update(eval_every=1000)
     else:

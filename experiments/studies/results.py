@@ -55,6 +55,7 @@ ROWS = [
     ("csl/gin_pe", 4, [], "test_accuracy", "test accuracy, Laplacian PE, fold 0"),
     ("sbm/gcn", 5, [], "test_accuracy", "test accuracy"),
     ("triangles/gin", 3, [], "test_mse", "test MSE"),
+    ("mnist_digits/madry", 1, [], "test_pgd_accuracy", "PGD-40 accuracy at eps 0.3"),
 ]
 
 
