@@ -359,7 +359,7 @@ def _print_result(summary: dict, workdir: Path) -> None:
 
 def _report(workdir: Path) -> int:
     from dlcore.config import ConfigError
-    from dlcore import plots
+    from dlcore import plots, writers
     seed_dirs = sorted(workdir.glob("seed_*/metrics.jsonl"))
     if not (workdir / "metrics.jsonl").exists() and seed_dirs:  # seeds run one after another
         for path in seed_dirs:
@@ -376,6 +376,9 @@ def _report(workdir: Path) -> int:
             print(path)
             drawn.append(path)
     _send_pictures(workdir, drawn, title)
+    steps = [r["step"] for r in writers.read_jsonl(workdir / "metrics.jsonl", warn=False)]
+    if steps:  # in TensorBoard at the run's last step, replacing what an earlier report wrote
+        writers.write_pictures(workdir / "tensorboard", max(steps), drawn)
     return 0
 
 

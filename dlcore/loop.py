@@ -294,6 +294,8 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
                     is_eval and best in eval_metrics) else None
                 save(t, states, stopper, metrics)
                 last_saved = t
+                if tb:  # the parameters' histograms: one device_get per checkpoint, process 0
+                    tb.histograms(t, states, seed_axis=vmapped)
         watch.wait(carry, lambda: (t, last_saved))
         t_end = time.perf_counter()
     finally:
@@ -328,7 +330,9 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     _leave_if_interrupted(signals, t, last_saved)
     if cfg["plots"] and main:
         from dlcore import plots
-        tracked.images(plots.learning_curves(workdir, title=name))
+        drawn = plots.learning_curves(workdir, title=name)
+        tracked.images(drawn)
+        writers.write_pictures(workdir / "tensorboard", t, drawn)
     return summary
 
 

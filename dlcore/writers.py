@@ -1,7 +1,8 @@
 """Where metrics go: JSON lines, TensorBoard event files, and a progress bar on stderr.
 
 TensorBoard's files are written by tensorboardX (scalars, the config as text and as
-hyperparameters), without TensorFlow. A damaged metrics file is read past line by line, never a
+hyperparameters, parameter histograms at checkpoint steps, the run's pictures as images and text),
+without TensorFlow. A damaged metrics file is read past line by line, never a
 traceback; a resumed run drops what the interrupted one logged after its checkpoint from both
 files.
 """
@@ -143,6 +144,8 @@ class TensorBoardWriter:
     config.json beside the folder when there is one) goes in once, at step 0 of a fresh run: as
     text (tag 'config', the JSON), and as hyperparameters (its leaves by dotted name, lists as
     JSON), which TensorBoard's HParams view sets beside the run's metrics to compare runs.
+    `histograms` adds the parameters' distributions (the loop: at checkpoint steps);
+    `write_pictures`, the run's pictures in a file of their own.
 
     A resumed run must not show the steps its interrupted predecessor logged after the checkpoint
     twice. TensorBoard's own mechanism is used: an event with a SessionLog START at step s makes
@@ -152,14 +155,15 @@ class TensorBoardWriter:
     written again. None: append, drop nothing. Each writer has its own file, named so that
     TensorBoard (which reads a folder's files in name order) reads it after the earlier ones."""
 
-    def __init__(self, logdir: Path, start: int | None = None, config: dict | None = None):
+    def __init__(self, logdir: Path, start: int | None = None, config: dict | None = None,
+                 suffix: str = ""):
         SummaryWriter = _tensorboardX().SummaryWriter
         from tensorboardX.proto.event_pb2 import Event, SessionLog
 
         logdir = Path(logdir)
         logdir.mkdir(parents=True, exist_ok=True)
         earlier = any(p.stat().st_size for p in logdir.glob("events.out.tfevents.*"))
-        suffix = f".{time.time_ns()}"  # unique, and in time order within one second
+        suffix = f".{time.time_ns()}{suffix}"  # unique, and in time order within one second
         self._w = SummaryWriter(str(logdir), flush_secs=1, filename_suffix=suffix)
         self.path = next(logdir.glob(f"events.out.tfevents.*{suffix}"))
         if earlier:
@@ -185,8 +189,91 @@ class TensorBoardWriter:
                                  ((k, _as_float(v)) for k, v in values.items()) if f is not None])
         self._w.file_writer.add_summary(summary, step)
 
+    BINS = 64  # equal widths from the leaf's min to its max (tensorboardX's default, ~500 of
+    # uneven width, made sort/gpt --quick's file 5.6x larger; TensorBoard redraws with 30)
+
+    def histograms(self, step: int, state, seed_axis: bool = False) -> int:
+        """A histogram of each leaf of `state.params` at `step`, named by its path
+        ('params/Dense_0/kernel'); the number of histograms written. Nothing for a state without a
+        `params` field, for parameters split over several processes (not all on this one), and for
+        a leaf that is not a finite real array. seed_axis: the state is vmapped over seeds; seed
+        0's values are written (its leaves' leading axis dropped on the device, before the one
+        device_get), as `dlcore report` draws seed 0's pictures: pooling the seeds would blur
+        each seed's distribution into one."""
+        params = getattr(state, "params", None)
+        if params is None:
+            return 0
+        import jax
+        import jax.numpy as jnp
+
+        def real(x) -> bool:  # bfloat16 too, which numpy does not call floating
+            dtype = getattr(x, "dtype", None)
+            return dtype is not None and (jnp.issubdtype(dtype, jnp.floating)
+                                          or jnp.issubdtype(dtype, jnp.integer))
+
+        leaves = jax.tree.leaves(params)
+        if not leaves or not all(getattr(x, "is_fully_addressable", True) for x in leaves):
+            return 0
+        params = jax.tree.map(lambda x: x[0] if seed_axis and real(x) else x, params)
+        written = 0
+        for path, x in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
+            if not real(x) or not np.size(x):
+                continue
+            values = np.asarray(x).astype(np.float64).ravel()
+            if not np.isfinite(values).all():
+                continue
+            self._w.add_histogram("/".join(["params", *map(_key_name, path)]), values, step,
+                                  bins=self.BINS)
+            written += 1
+        return written
+
+    def pictures(self, step: int, paths) -> None:
+        """The run's pictures at `step`: each PNG as an image (tag 'plots/<name>', its pixels as
+        PIL reads them), each .txt (a GPT sample, say) as text (tag 'plots/<name>', as written)."""
+        from PIL import Image
+        for path in map(Path, paths):
+            tag = f"plots/{path.stem}"
+            if path.suffix.lower() == ".png" and path.exists():
+                with Image.open(path) as im:
+                    pixels = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+                self._w.add_image(tag, pixels, step, dataformats="HWC")
+            elif path.suffix.lower() == ".txt" and path.exists():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                self._w.add_text(tag, "```\n" + text.rstrip("\n") + "\n```", step)
+
     def close(self) -> None:
         self._w.close()
+
+
+PICTURES = ".pictures"  # the name's end of an event file holding pictures only
+
+
+def write_pictures(logdir: Path, step: int, paths) -> Path | None:
+    """The run's pictures (PNG, .txt) in TensorBoard at `step` (the run's last), in a file of
+    their own that replaces the one an earlier call wrote (at the end of `dlcore run`, by
+    `dlcore report`): pictures drawn again are not shown twice. None when there is nothing to
+    write, or the run has no TensorBoard folder."""
+    logdir = Path(logdir)
+    paths = [Path(p) for p in paths if Path(p).suffix.lower() in (".png", ".txt")]
+    if not paths or not logdir.is_dir():
+        return None
+    earlier = list(logdir.glob(f"events.out.tfevents.*{PICTURES}"))
+    w = TensorBoardWriter(logdir, suffix=PICTURES)
+    try:
+        w.pictures(step, paths)
+    finally:
+        w.close()
+    for old in earlier:
+        old.unlink(missing_ok=True)
+    return w.path
+
+
+def _key_name(key) -> str:
+    """One step of a pytree path: a dict key, an attribute, an index."""
+    for field in ("key", "name", "idx"):
+        if hasattr(key, field):
+            return str(getattr(key, field))
+    return str(key)
 
 
 def _tensorboardX():

@@ -61,7 +61,7 @@ def test_run_writes_everything(tmp_path):
     assert [r["step"] for r in rows] == [10, 20, 30, 40, 50, 60]
     assert "test/accuracy" in rows[1] and "test/accuracy" not in rows[0]
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
-    events = read_tensorboard(next((tmp_path / "tensorboard").iterdir()))
+    events = read_tensorboard(tmp_path / "tensorboard")  # the run's file and its pictures
     assert (60, "train/loss") in {(s_, t) for s_, t, _ in events}
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [20, 40, 60]
     assert (tmp_path / "plots" / "accuracy.png").stat().st_size > 1000
