@@ -33,6 +33,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -366,10 +367,7 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
     bad = {n: tuple(getattr(m, "shape", ())) for n, m in out[1].items()
            if tuple(getattr(m, "shape", ())) != ()}
     check(not bad, "algorithm", f"step metrics must be scalars; got shapes {bad}")
-    # PyTreeDef compares at runtime; its stub declares no __ne__
-    if jax.tree.structure(out[0]) != jax.tree.structure(state):  # type: ignore[operator]
-        raise ConfigError("algorithm: step returns a state of another structure than init's "
-                          f"({jax.tree.structure(out[0])} vs {jax.tree.structure(state)})")
+    _check_same_state(state, out[0])
     evals = []
     if algorithm.evaluate is not None:
         for split in (s for s in data.splits if s != "train"):
@@ -378,6 +376,31 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
     state_bytes = sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape))
                       for x in jax.tree.leaves(state) if hasattr(x, "shape"))
     return sorted(out[1]), evals, state_bytes
+
+
+def _check_same_state(state, new) -> None:
+    """ConfigError unless step's state has init's structure and every leaf its shape and dtype:
+    the loop carries the state through lax.scan (which refuses any change with a message about
+    the scan's carry) and compiles the step once (a dtype that drifts, a float64 step count or
+    bfloat16 parameters after one update, would otherwise surface far from its cause)."""
+    try:
+        chex.assert_trees_all_equal_structs(new, state)
+    except AssertionError:
+        raise ConfigError("algorithm: step returns a state of another structure than init's "
+                          f"({jax.tree.structure(new)} vs {jax.tree.structure(state)})") from None
+    try:
+        chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
+    except AssertionError:
+        changed = [f"{jax.tree_util.keystr(p)} {_spec(a)} -> {_spec(b)}" for (p, a), b in zip(
+            jax.tree_util.tree_flatten_with_path(state)[0], jax.tree.leaves(new))
+            if _spec(a) != _spec(b)]
+        raise ConfigError("algorithm: step must return every state leaf with init's shape and "
+                          f"dtype; it changes {'; '.join(changed[:5])}"
+                          + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")) from None
+
+
+def _spec(x) -> str:
+    return f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}"
 
 
 def _state_shardings(algorithm: Algorithm, cfg: dict, mesh, seeds: int | None):

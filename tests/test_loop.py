@@ -286,4 +286,15 @@ def test_train_refuses_a_step_that_breaks_the_contract(tmp_path):
     vector = good._replace(step=lambda s, b, k: (s, {"v": jax.numpy.ones(3)}))
     with pytest.raises(config_lib.ConfigError, match="scalars"):
         loop.train(vector, data, {"steps": 2}, tmp_path, progress=False)
+    # the state must come back as init made it: structure, then each leaf's shape and dtype
+    metrics = {"loss": jax.numpy.zeros(())}
+    extra = good._replace(step=lambda s, b, k: ({**s, "more": s["step"]}, metrics))
+    with pytest.raises(config_lib.ConfigError, match="another structure than init's"):
+        loop.train(extra, data, {"steps": 2}, tmp_path, progress=False)
+    half = good._replace(step=lambda s, b, k: ({**s, "w": s["w"].astype("float16")}, metrics))
+    with pytest.raises(config_lib.ConfigError, match=r"\['w'\] float32\[3, 1\] -> float16\[3, 1\]"):
+        loop.train(half, data, {"steps": 2}, tmp_path, progress=False)
+    grown = good._replace(step=lambda s, b, k: ({**s, "w": s["w"].reshape(1, 3)}, metrics))
+    with pytest.raises(config_lib.ConfigError, match=r"float32\[3, 1\] -> float32\[1, 3\]"):
+        loop.train(grown, data, {"steps": 2}, tmp_path, progress=False)
     assert not (tmp_path / "checkpoints").exists()
