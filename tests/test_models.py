@@ -477,3 +477,21 @@ def test_nnx_batch_norm_statistics_update_in_training_only():
     np.testing.assert_allclose(ev, dense(p["l2"], np.maximum(zr, 0)), rtol=1e-4, atol=1e-5)
     # and the input variables are never changed in place
     np.testing.assert_array_equal(variables["state"]["bn"]["mean"], np.zeros(4))
+
+
+class _TenClasses(nn.Module):
+    """A model of one's own that fixes its width instead of taking num_outputs."""
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+
+def test_a_model_whose_outputs_do_not_fit_the_data_is_refused():
+    """Ten logits for five classes (digits 0-4) would train silently with unused outputs, and
+    with more classes than logits cross-entropy would read past them: one ConfigError instead."""
+    config = {"algorithm": "supervised", "model": {"name": _TenClasses},
+              "data": {"name": "digits", "classes": [0, 1, 2, 3, 4]}}
+    with pytest.raises(ConfigError, match=r"outputs of shape \(1, 10\).*needs 5 outputs"):
+        experiment.build(experiment.complete(config))
+    config["data"]["classes"] = list(range(10))  # ten classes: it fits
+    experiment.build(experiment.complete(config))

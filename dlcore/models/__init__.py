@@ -118,13 +118,27 @@ def build(cfg: dict, input_shape: tuple, num_outputs: int, input_dtype=jnp.float
                      else (lambda rngs: fam(**kwargs, rngs=rngs)), fam)
     else:
         model = wrap(fam, None)
+    x = jnp.zeros((1, *input_shape), input_dtype) if example is None else example
     try:
-        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *input_shape), input_dtype)
-                       if example is None else example)
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        out = jax.eval_shape(lambda v: model.apply(v, x, False, None)[0], variables)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model '{cfg['name']}' cannot take inputs of shape "
                           f"{tuple(input_shape)}: {str(e).splitlines()[0]}") from None
+    _check_outputs(cfg["name"], out, int(num_outputs))
     return model
+
+
+def _check_outputs(name: Any, out, num_outputs: int) -> None:
+    """ConfigError unless the model's output ends in an axis of num_outputs (when > 0): a model
+    of yours that fixes its own width (10 classes) would otherwise train on data with another
+    count, cross-entropy reading past its logits or leaving some unused, silently."""
+    if num_outputs <= 0 or not hasattr(out, "shape") or len(out.shape) == 0:
+        return  # a trunk (num_outputs 0), or outputs that are no single array (a dict, a tuple)
+    if out.shape[-1] != num_outputs:  # (an abstract value: chex's asserts want arrays)
+        raise ConfigError(f"model '{name}' gives outputs of shape {tuple(out.shape)} for one "
+                          f"example, but the data needs {num_outputs} outputs (its last axis); "
+                          "a model of yours takes `num_outputs` from the data")
 
 
 def wrap(module: Any, fam: Any = None) -> Model:
