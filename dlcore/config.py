@@ -216,6 +216,8 @@ def parse_value(key: str, text: str, default: Any) -> Any:
         try:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
+            if text.startswith("[") and text.endswith("]"):  # [conv_0, dense_*]: the shell ate
+                return [w.strip() for w in text[1:-1].split(",") if w.strip()]  # the quotes
             return text
     raise bad(type(default).__name__)
 

@@ -344,3 +344,14 @@ def test_a_path_given_on_the_command_line_is_read_from_where_it_was_typed(tmp_pa
     monkeypatch.chdir(tmp_path)
     cfg = experiment.load("mnist1d/logreg", overrides=["data.name=npz", "data.path=mine.npz"])
     assert cfg["data"]["path"] == str(tmp_path / "mine.npz")
+
+
+def test_a_list_of_bare_words_for_a_key_without_a_default_is_a_list_of_strings():
+    """`--set optim.freeze=[conv_0, dense_*]` as typed in a shell (which drops the quotes) means
+    two patterns, not the one glob '[conv_0, dense_*]'; quoted lists, numbers and words as before."""
+    from dlcore.config import parse_value
+    assert parse_value("optim.freeze", "[conv_0, dense_*]", None) == ["conv_0", "dense_*"]
+    assert parse_value("optim.freeze", '["conv_0"]', None) == ["conv_0"]
+    assert parse_value("optim.freeze", "conv_*", None) == "conv_*"
+    assert parse_value("x", "[1, 2]", None) == [1, 2]
+    assert parse_value("x", "3e-4", None) == 3e-4
