@@ -2,8 +2,8 @@
 with the command of its row, its measured value written beside the published one.
 
 Command:  python experiments/studies/results.py [--only mnist1d/mlp ...] [--out runs/results]
-Runtime:  about 70 minutes on a 2-core CPU for every row (each run resumes: a finished row is
-          re-reported at once).
+Runtime:  about 140 minutes on a 2-core CPU for every row, half of it mnist_digits/madry (each
+          run resumes: a finished row is re-reported at once).
 Writes:   <out>/results.md (the table) and <out>/results.json (every summary behind it).
 
 Each row is `dlcore run NAME [--seeds N] [--set ...]`; seed 0 alone is also run for the rows with
