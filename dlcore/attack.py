@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore.config import ConfigError, check
+from dlcore.config import ConfigError, check  # noqa: F401 (attack.ConfigError: what it raises)
 
 
 # --- the loss -------------------------------------------------------------------------------------
@@ -197,19 +197,7 @@ def attack_run(workdir, eps=(0.1,), norm: str = "linf", steps: int = 40, restart
     check(type(steps) is int and steps >= 1, "--steps", f"must be >= 1; got {steps!r}")
     check(type(restarts) is int and restarts >= 1, "--restarts", f"must be >= 1; got {restarts!r}")
     check(type(count) is int and count >= 1, "--count", f"must be >= 1; got {count!r}")
-    run = experiment.load_run(workdir)
-    spec = run.data.spec
-    arrays = run.data.splits.get(split)
-    x_all = arrays.get("x") if isinstance(arrays, dict) else None
-    y_all = arrays.get("y") if isinstance(arrays, dict) else None
-    if (run.model is None or spec.get("task") != "classification" or x_all is None
-            or y_all is None or not hasattr(x_all, "dtype")
-            or not np.issubdtype(np.asarray(x_all).dtype, np.floating)):
-        raise ConfigError(f"{workdir}: attacks need a supervised classification run on arrays of "
-                          f"examples with a '{split}' split; this one is algorithm "
-                          f"'{run.config['algorithm']}' on task '{spec.get('task')}'"
-                          + ("" if split in run.data.splits else
-                             f" (its splits: {', '.join(run.data.splits)})"))
+    run, x_all, y_all = experiment.classifier_split(workdir, split, "attacks")
     x = jnp.asarray(np.asarray(x_all)[:count], jnp.float32)
     y = jnp.asarray(np.asarray(y_all)[:count], jnp.int32)
     model, variables = run.model, models.variables_of(run.final)

@@ -404,6 +404,26 @@ def load_run(workdir: str | Path, seed_index: int = 0) -> Run:
     return Run(config, algorithm, data, pick(inits, seed_index), final, step, metrics, history)
 
 
+def classifier_split(workdir: str | Path, split: str, needs: str) -> tuple[Run, Any, Any]:
+    """(run, x [n, *shape] float, y [n] int) of split `split` of a supervised classification run
+    read back with load_run (dlcore explain and attack); ConfigError saying what `needs` it
+    (e.g. 'attacks') for any other run."""
+    import numpy as np
+    run = load_run(workdir)
+    spec = run.data.spec
+    arrays = run.data.splits.get(split)
+    x = arrays.get("x") if isinstance(arrays, dict) else None
+    y = arrays.get("y") if isinstance(arrays, dict) else None
+    if (run.model is None or spec.get("task") != "classification" or x is None or y is None
+            or not hasattr(x, "dtype") or not np.issubdtype(np.asarray(x).dtype, np.floating)):
+        raise ConfigError(f"{workdir}: {needs} need a supervised classification run on arrays of "
+                          f"examples with a '{split}' split; this one is algorithm "
+                          f"'{run.config['algorithm']}' on task '{spec.get('task')}'"
+                          + ("" if split in run.data.splits else
+                             f" (its splits: {', '.join(run.data.splits)})"))
+    return run, x, y
+
+
 def _read_json(path: Path) -> dict:
     """A run directory's JSON object; ConfigError naming the file when it is not one (a torn or
     hand-edited file)."""

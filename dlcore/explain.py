@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 import numpy as np
 
-from dlcore.config import ConfigError, check
+from dlcore.config import check
 
 
 # --- the score ------------------------------------------------------------------------------------
@@ -267,18 +267,7 @@ def explain_run(workdir, methods=("ig",), count: int = 8, split: str = "test") -
     from dlcore import experiment, models, rundir
     workdir = Path(workdir)
     check(type(count) is int and count >= 1, "--count", f"must be >= 1; got {count!r}")
-    run = experiment.load_run(workdir)
-    spec = run.data.spec
-    arrays = run.data.splits.get(split)
-    x_all = arrays.get("x") if isinstance(arrays, dict) else None
-    if (run.model is None or spec.get("task") != "classification" or x_all is None
-            or not hasattr(x_all, "dtype") or not np.issubdtype(np.asarray(x_all).dtype,
-                                                                np.floating)):
-        raise ConfigError(f"{workdir}: explanations need a supervised classification run on "
-                          f"arrays of examples with a '{split}' split; this one is algorithm "
-                          f"'{run.config['algorithm']}' on task '{spec.get('task')}'"
-                          + ("" if split in run.data.splits else
-                             f" (its splits: {', '.join(run.data.splits)})"))
+    run, x_all, _ = experiment.classifier_split(workdir, split, "explanations")
     x = jnp.asarray(np.asarray(x_all)[:count], jnp.float32)
     model, variables = run.model, models.variables_of(run.final)
     initial = models.variables_of(run.init)

@@ -7,8 +7,8 @@ Runtime:  68 minutes on a 2-core CPU shared with other jobs (every step runs a 1
 Expected: test accuracy 0.98 clean and about 0.84 under PGD-40 at eps 0.3, where mnist_digits/cnn
 falls to 0.0 (README, "Adversarial training", has the measured table).
 Madry et al.'s MNIST protocol: L-inf eps 0.3, 40 PGD steps of 0.01 from a random start, training
-on adversarial examples only, batch 50, Adam 1e-3, 100,000 steps on 60,000 digits. On this CPU
-a 40-step attack costs about 2.5 s per batch, so the scale here is: 2,000 steps on 4,000 digits,
+on adversarial examples only, batch 50, Adam 1e-3, 100,000 steps on 60,000 digits. A 40-step
+attack makes every step 41 forward and backward passes, so the scale here is: 2,000 steps on 4,000 digits,
 10 PGD steps of 0.075 (2.5 * eps / steps, Madry et al.'s rule for other step counts) in training,
 eps grown linearly over the first 500 steps (a network that meets the full eps at its first step
 can settle on a constant prediction). Evaluation attacks with 40 steps, as theirs.

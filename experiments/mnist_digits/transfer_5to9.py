@@ -20,20 +20,15 @@ its dense layers' weights too; the fresh head here is the usual choice for new c
 
 
 def get_config(quick: bool = False) -> dict:
-    config = {
-        "algorithm": "supervised",
-        "data": {"name": "mnist_digits", "batch_size": 128, "shuffle": True,
-                 "test_fraction": 0.2, "split_seed": 0, "classes": [5, 6, 7, 8, 9]},
-        "model": {"name": "cnn", "dims": 2, "channels": (32, 32), "kernel_sizes": (3, 3),
-                  "strides": (1, 1), "padding": "VALID", "pool": "max", "activation": "relu",
-                  "head": "flatten", "dense": (128,), "dropout": 0.5,
-                  "input_shape": (28, 28, 1)},
-        "optim": {"name": "adam", "learning_rate": 1e-3, "freeze": ["conv_*"]},
-        "transfer": {"init_from": "runs/mnist_digits/cnn_0to4" + ("-quick" if quick else ""),
-                     "init_seed": 0, "reinit": ["head"]},
-        "loop": {"steps": 300, "log_every": 100, "eval_every": 300, "checkpoint_every": 300},
-        "published": {"test_accuracy": {"keras_mnist_transfer_cnn_full_mnist_digits_5to9": 0.992}},
-    }
-    if quick:
-        config["loop"].update(steps=10, eval_every=10, checkpoint_every=10, log_every=5)
+    from dlcore import experiment
+    config = experiment.load("mnist_digits/cnn_0to4", quick)  # its data, network and optimizer
+    del config["experiment"]  # named by whoever loads this file
+    config["data"]["classes"] = [5, 6, 7, 8, 9]
+    config["optim"]["freeze"] = ["conv_*"]
+    config["transfer"] = {"init_from": "runs/mnist_digits/cnn_0to4" + ("-quick" if quick else ""),
+                          "init_seed": 0, "reinit": ["head"]}
+    config["published"] = {
+        "test_accuracy": {"keras_mnist_transfer_cnn_full_mnist_digits_5to9": 0.992}}
+    if not quick:
+        config["loop"].update(steps=300, log_every=100, eval_every=300, checkpoint_every=300)
     return config
