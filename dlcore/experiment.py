@@ -32,7 +32,7 @@ TOP = ("algorithm", "seed", "experiment", "published", "import_paths", "changed"
 # them changed still reproduces the experiment's published figures
 BOOKKEEPING = ("loop.log_every", "loop.eval_every", "loop.checkpoint_every",
                "loop.keep_checkpoints", "loop.plots", "loop.watchdog_seconds", "loop.devices",
-               "loop.steps_per_call", "loop.max_device_data_mb", "loop.seeds_in_one_program",
+               "loop.steps_per_call", "loop.max_device_data_mb", "loop.data", "loop.seeds_in_one_program",
                "loop.sharding", "loop.model_parallel", "supervised.eval_batch_size",
                "lm.eval_batch_size", "lm.prompt", "lm.sample_length", "lm.temperature", "lm.top_k")
 

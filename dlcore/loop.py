@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import checkpoint, distributed, early_stopping, parallel, rundir, writers
+from dlcore import checkpoint, distributed, early_stopping, feed, parallel, rundir, writers
 from dlcore import trackers as _trackers
 from dlcore.watch import Hung, Interrupted, Signals, TrainingError, Watch
 from dlcore.config import ConfigError, check, one_of
@@ -47,12 +47,19 @@ from dlcore.core import Algorithm, Data, split_keys
 
 __all__ = ["train", "defaults", "validate", "TrainingError", "Hung", "Interrupted"]
 
+# where the training split lives (loop.data): 'device' copies every split to every device once and
+# cuts each batch inside the jitted step; 'host' keeps the training split on the host and sends
+# each call's batches (dlcore.feed); 'auto' is 'device' when the data set fits under
+# loop.max_device_data_mb in a run of one process, else 'host'
+PLACES = ("auto", "device", "host")
+
 
 def defaults(**overrides) -> dict:
     """The `loop` section with every key present."""
     cfg = dict(steps=1000, log_every=100, eval_every=500, checkpoint_every=500, keep_checkpoints=2,
                best_metric="", best_mode="max", steps_per_call=1, seeds_in_one_program=True,
-               devices=1, sharding="replicate", model_parallel=1, max_device_data_mb=4096,
+               devices=1, sharding="replicate", model_parallel=1, data="auto",
+               max_device_data_mb=4096.0,
                plots=True, early_stopping_patience=0, watchdog_seconds=1800)
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown loop keys {unknown}"
@@ -76,6 +83,9 @@ def validate(cfg: dict) -> dict:
     one_of(cfg["best_mode"], "loop.best_mode", ("max", "min"))
     check(type(cfg["devices"]) is int, "loop.devices", f"must be an integer; got {cfg['devices']!r}")
     one_of(cfg["sharding"], "loop.sharding", tuple(parallel.RULES))
+    one_of(cfg["data"], "loop.data", PLACES)
+    check(isinstance(cfg["max_device_data_mb"], (int, float)) and cfg["max_device_data_mb"] >= 0,
+          "loop.max_device_data_mb", f"must be a number of MB >= 0; got {cfg['max_device_data_mb']!r}")
     m = cfg["model_parallel"]
     check(type(m) is int and m >= 1, "loop.model_parallel",
           f"must be a positive integer (the devices of the 'model' axis); got {m!r}")
@@ -137,9 +147,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
     mesh = parallel.data_mesh(cfg["devices"], cfg["model_parallel"])
     batch_shape = jax.eval_shape(data.sample, data.splits["train"], 0, jax.random.key(0))
     parallel.check_batch(batch_shape, mesh)
-    nbytes = sum(np.asarray(a).nbytes for a in jax.tree.leaves(data.splits))
-    check(nbytes <= cfg["max_device_data_mb"] * 2**20, "loop.max_device_data_mb",
-          f"the data set takes {nbytes / 2**20:.0f} MB, above the limit for keeping it on the device")
+    on_host = _data_on_host(cfg, data)
     names, eval_names, state_bytes = _trace(algorithm, data)
     shardings = _state_shardings(algorithm, cfg, mesh, len(seed_list) if vmapped else None)
     parallel.check_fits(state_bytes * len(seed_list), "the training state (parameters and "
@@ -155,7 +163,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
         try:
             return _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record,
                           name, progress, mesh, shardings, names, signals, summary_extra or {},
-                          tracked)
+                          tracked, on_host)
         except OSError as e:  # a full disk, a directory made read-only mid-run
             raise TrainingError(f"cannot write to the run directory {workdir} "
                                 f"({e.strerror or e}); free space or fix its permissions, then "
@@ -163,7 +171,7 @@ def train(algorithm: Algorithm, data: Data, config: dict, workdir: str | Path,
 
 
 def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, name, progress,
-           mesh, shardings, names, signals, summary_extra, tracked) -> dict:
+           mesh, shardings, names, signals, summary_extra, tracked, on_host) -> dict:
     """The run itself, in a claimed run directory."""
     t_start = time.perf_counter()
     roots = [jax.random.key(s) for s in seed_list]
@@ -172,7 +180,9 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     over_seeds = (lambda f, *a, **kw: jax.vmap(f, *a, **kw)) if vmapped else (lambda f, **kw: f)
 
     # 2. fresh state, or the newest good checkpoint.
-    device_data = parallel.put_replicated(data.splits, mesh)  # one copy from host to the devices
+    # one copy from host to the devices; under loop.data=host the training split stays behind
+    device_data = parallel.put_replicated(
+        {s: v for s, v in data.splits.items() if not (on_host and s == "train")}, mesh)
     states = jax.jit(over_seeds(algorithm.init))(keys["init"])
     if members:  # before the checkpoint target is built: a restored state replaces this one
         states = members[1](states)
@@ -204,8 +214,8 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     # 3. the compiled step: k updates per call, metrics summed on the device.
     total, k = cfg["steps"], cfg["steps_per_call"]
 
-    def one_update(state, acc, t, train_split, key_data, key_step):
-        batch = parallel.constrain_batch(data.sample(train_split, t, key_data), mesh)
+    def one_update(state, acc, t, batch, key_step):
+        batch = parallel.constrain_batch(batch, mesh)
         state, metrics = algorithm.step(state, batch, jax.random.fold_in(key_step, t))
         # Metrics are summed as one vector: on a CPU every extra output buffer of a small step
         # costs measurable time (a dict of sums made mnist1d/mlp ~20 % slower). The first step
@@ -214,17 +224,24 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
         bad = (acc["bad"] < 0) & ~jnp.isfinite(jnp.sum(vec))
         return state, {"sum": acc["sum"] + vec, "bad": jnp.where(bad, t, acc["bad"])}
 
-    update = over_seeds(one_update, in_axes=(0, 0, None, None, 0, 0))
+    update = over_seeds(one_update, in_axes=(0, 0, None, 0, 0))
+    cut = over_seeds(data.sample, in_axes=(None, None, 0))
 
     @partial(jax.jit, donate_argnums=0)
-    def train_call(carry, train_split, key_data, key_step):
-        def body(carry, _):
+    def train_call(carry, source, key_data, key_step):
+        """k steps; source: the training split on the devices (each batch cut here), or under
+        loop.data=host this call's batches, [k, (seeds,) batch, ...] (dlcore.feed)."""
+        def body(carry, batch):
             state, acc, t = carry
-            state, acc = update(state, acc, t, train_split, key_data, key_step)
+            batch = cut(source, t, key_data) if batch is None else batch
+            state, acc = update(state, acc, t, batch, key_step)
             return (parallel.constrain(state, shardings), acc, t + 1), None
         if k == 1:
-            return body(carry, None)[0]
-        return jax.lax.scan(body, carry, None, length=k)[0]
+            return body(carry, jax.tree.map(lambda b: b[0], source) if on_host else None)[0]
+        return jax.lax.scan(body, carry, source if on_host else None, length=k)[0]
+    source = (feed.host_feed(data, data.splits["train"], keys["data"], k,
+                             len(seed_list) if vmapped else None, mesh) if on_host
+              else lambda t: device_data["train"])
 
     evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0))) \
         if algorithm.evaluate else None
@@ -247,10 +264,13 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     t_loop, steps_timed, eval_seconds = None, 0, 0.0
     stopped = stopper is not None and early_stopping.spent(stopper, patience)
     watch = Watch(cfg["watchdog_seconds"], workdir)
+    batches = source(t) if t < total else None
     try:
         while t < total and not stopped:
-            carry = train_call(carry, device_data["train"], keys["data"], keys["step"])
+            carry = train_call(carry, batches, keys["data"], keys["step"])
             t += k
+            # the next call's batches, cut and sent while this call runs (a no-op on the device)
+            batches = source(t) if t < total else None
             if signals.received:  # between two calls the state is whole: keep it and leave
                 if last_saved != t:
                     save(t, carry[0], stopper)
@@ -378,6 +398,27 @@ def _trace(algorithm: Algorithm, data: Data) -> tuple[list[str], list[str], int]
     return sorted(out[1]), evals, state_bytes
 
 
+def _data_on_host(cfg: dict, data: Data) -> bool:
+    """Whether the training split stays on the host (loop.data); ConfigError when what must be
+    on the devices exceeds loop.max_device_data_mb."""
+    limit = cfg["max_device_data_mb"] * 2**20
+    size = {s: sum(np.asarray(a).nbytes for a in jax.tree.leaves(v)) for s, v in data.splits.items()}
+    rest = sum(size.values()) - size["train"]
+    place = cfg["data"]
+    if place == "auto":
+        place = "host" if sum(size.values()) > limit or distributed.processes() > 1 else "device"
+    if place == "device":
+        check(sum(size.values()) <= limit, "loop.max_device_data_mb",
+              f"the data set takes {sum(size.values()) / 2**20:.3g} MB, above the limit for keeping "
+              "it on the device; raise the limit, or set loop.data=host (or auto) to stream the "
+              "training batches from the host")
+    check(rest <= limit, "loop.max_device_data_mb",
+          f"the evaluation splits take {rest / 2**20:.3g} MB, above the limit for keeping them on "
+          "the device (only the training split is streamed from the host); raise the limit or "
+          "evaluate on a smaller split")
+    return place == "host"
+
+
 def _check_same_state(state, new) -> None:
     """ConfigError unless step's state has init's structure and every leaf its shape and dtype:
     the loop carries the state through lax.scan (which refuses any change with a message about
@@ -462,7 +503,7 @@ def _evaluate(evaluate, states, device_data, key, data: Data, watch: Watch, on_h
     'train_eval/<name>' (the running means of the training steps are 'train/<name>')."""
     out = {}
     for split in data.splits:
-        if split == "train" and not (final and data.evaluate_train):
+        if split == "train" and not (final and data.evaluate_train and "train" in device_data):
             continue
         got = evaluate(states, device_data[split], key)
         watch.wait(got, on_hang)

@@ -39,7 +39,7 @@ from dlcore.config import ConfigError, flatten
 # changed freely between runs in one directory: how long to train and how to log, not what
 NOT_COMPARED = ("loop.steps", "loop.log_every", "loop.eval_every", "loop.checkpoint_every",
                 "loop.keep_checkpoints", "loop.plots", "loop.watchdog_seconds", "loop.devices",
-                "loop.sharding", "loop.model_parallel", "loop.max_device_data_mb", "loop.seeds_in_one_program",
+                "loop.sharding", "loop.model_parallel", "loop.max_device_data_mb", "loop.data", "loop.seeds_in_one_program",
                 "loop.early_stopping_patience", "import_paths", "changed", "published")
 
 
