@@ -36,7 +36,8 @@ alike; medians:
   inside the forward; LayerNorm statistics, softmax and the loss in float32), their MFU against the
   bfloat16 matmul peak;
 * dlcore: `dlcore.algorithms.lm.make` on the completed config of the experiment
-  `shakespeare/gpt_baby` (`dlcore.experiment.load`: `dlcore.config.load` plus the defaults;
+  `shakespeare/gpt_baby` (`--config gpu`: `shakespeare/gpt` with dropout 0, as the hand-written
+  model; `DLCORE_EXPERIMENTS`) (`dlcore.experiment.load`: `dlcore.config.load` plus the defaults;
   `--dlcore-set` overrides; note its warm-up + cosine learning-rate schedule) and a synthetic
   in-memory `Data` over the same token stream; its step jitted with the batch sampled inside, the
   state donated (`dlcore_step`, the place to adjust); "not available (reason)" while that code is
@@ -470,6 +471,10 @@ def torch_step(torch, cfg: GPTConfig, tokens: np.ndarray, seed: int = 0, dev: st
 # --- dlcore's own step (adjust here while dlcore's GPT settles) ---------------------------------
 
 DLCORE_EXPERIMENT = "shakespeare/gpt_baby"
+# --config: dlcore's experiment of the same model, and the overrides that make it the hand-written
+# model (shakespeare/gpt trains with dropout 0.2; the hand-written GPT has none)
+DLCORE_EXPERIMENTS = {"cpu": (DLCORE_EXPERIMENT, ()),
+                      "gpu": ("shakespeare/gpt", ("model.dropout=0.0",))}
 
 
 def synthetic_data(tokens, cfg: GPTConfig):
@@ -501,17 +506,17 @@ def synthetic_data(tokens, cfg: GPTConfig):
 
 
 def dlcore_step(config_overrides=(), cfg: GPTConfig = CONFIGS["cpu"], tokens=None,
-                steps: int = 10 ** 6, seed: int = 0):
+                steps: int = 10 ** 6, seed: int = 0, experiment: str = DLCORE_EXPERIMENT):
     """-> (init_state, step_fn): step_fn(state, t) -> (state, metrics), jitted, state donated.
 
     config_overrides: `--set`-style strings ('model.width=128', 'optim.schedule=constant', ...)
-    applied to the experiment's config. Raises (ImportError, ConfigError, ...) while dlcore's GPT
-    is not there; the caller reports the contender as not available, with the reason.
+    applied to the config of `experiment` (`DLCORE_EXPERIMENTS`). Raises (ImportError,
+    ConfigError, ...) while dlcore's GPT is not there; the caller reports the contender as not available, with the reason.
     """
     import dlcore.algorithms.lm as lm
     import dlcore.experiment
 
-    config = dlcore.experiment.load(DLCORE_EXPERIMENT, overrides=list(config_overrides))
+    config = dlcore.experiment.load(experiment, overrides=list(config_overrides))
     if tokens is None:
         tokens = jax.random.randint(jax.random.key(7), (STREAM,), 0, cfg.vocab, jnp.int32)
     data = synthetic_data(tokens, cfg)  # in place of config["data"]'s corpus
@@ -713,7 +718,8 @@ def build_contenders(args, cfg: GPTConfig, tokens) -> list[Contender]:
         cs += [jax_contender(f"hand-written {name}", opt, copts)
                for name, (opt, copts) in VARIANTS.items()]
     cs.append(Contender("dlcore (lm.make)", lambda: jax_runner(
-        *dlcore_step(args.dlcore_set, cfg, tokens)), "jax float32"))
+        *dlcore_step([*DLCORE_EXPERIMENTS[args.config][1], *args.dlcore_set], cfg, tokens,
+                     experiment=DLCORE_EXPERIMENTS[args.config][0])), "jax float32"))
     threads = args.torch_threads or cpu_threads()
     dev = "cuda" if jax.default_backend() == "gpu" else "cpu"
     for n in ([threads, 1] if threads > 1 and dev == "cpu" else [threads]):
