@@ -41,6 +41,7 @@ def host_feed(data: Data, train_split, key_data: jax.Array, steps_per_call: int,
     sample = data.sample if seeds is None else jax.vmap(data.sample, in_axes=(None, None, 0))
     lead = 1 + (seeds is not None)  # the axes before the batch axis: steps, (seeds)
     several = distributed.processes() > 1
+    on_cpu = jax.local_devices()[0] == cpu
 
     @jax.jit
     def cut(split, t, key):
@@ -51,8 +52,8 @@ def host_feed(data: Data, train_split, key_data: jax.Array, steps_per_call: int,
 
     def feed(t: int):
         batches = cut(split, np.int32(t), key)
-        if mesh is None:
-            return jax.device_put(batches, jax.local_devices()[0])
+        if mesh is None:  # (on a machine of CPUs alone the batches are there already)
+            return batches if on_cpu else jax.device_put(batches, jax.local_devices()[0])
         if several:  # several processes: this one's rows of every global batch
             return distributed.batch_from_local(batches, mesh, lead)
         return jax.device_put(batches, parallel.batch_sharding(mesh, lead))
