@@ -168,6 +168,7 @@ def _one_line(message, category, filename, lineno, file=None, line=None):
 
 
 def _main(args) -> int:
+    from dlcore import distributed
     from dlcore.config import ConfigError
     from dlcore.loop import Hung, Interrupted, TrainingError
     try:
@@ -187,24 +188,25 @@ def _main(args) -> int:
         if args.command == "attack":
             from dlcore import attack
             return attack.main(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "search":
-            return _search(args)
-        return _run(args)
+        code = {"sweep": _sweep, "search": _search}.get(args.command, _run)(args)
+        distributed.leave(done=True)  # the other processes must not take this exit for a death
+        return code
     except ConfigError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
         return 2
     except Hung as e:  # XLA's threads are stuck: nothing could join them, so leave at once
+        distributed.settle()
         print(f"dlcore: error: {e}", file=sys.stderr, flush=True)
         os._exit(1)
     except Interrupted as e:
         print(f"dlcore: {e}", file=sys.stderr)
         return 128 + e.signum
     except TrainingError as e:
+        distributed.settle()  # a lost process, not this error, when one stopped answering
         print(f"dlcore: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # XLA cannot allocate: one line, not a C++ stack
+        distributed.settle()  # a collective whose peer died: the heartbeat's line, no traceback
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
         print(f"dlcore: error: out of device memory ({str(e).splitlines()[0][:200]}); choose a "

@@ -1,4 +1,4 @@
-"""Many processes, one run: JAX's own distributed runtime (`jax.distributed`), nothing home-made.
+"""Many processes, one run: JAX's own distributed runtime (`jax.distributed`).
 
     dlcore run NAME --coordinator HOST:PORT --num-processes N --process-id I [--cpu-devices D]
     DLCORE_DISTRIBUTED=auto dlcore run NAME    # JAX detects the cluster: SLURM, Open MPI, Kubernetes
@@ -21,17 +21,39 @@ a plain `dlcore run` never calls `jax.distributed.initialize`: only the flags, D
 auto, or a scheduler that launched several tasks (SLURM's srun with more than one task, Open MPI's
 mpirun) do. DLCORE_DISTRIBUTED=off turns the detection off.
 
-A process that dies (SIGKILL, a lost host) stops sending heartbeats; after `heartbeat_seconds`
-JAX's coordination service ends every other process (its message: "Terminating process because
-the JAX distributed service detected fatal errors ... another task died"), so no process waits
-forever. Running the same command on every process resumes from the last checkpoint.
+A process that dies (SIGKILL, a lost host) is noticed by dlcore's own heartbeat (`_Watcher`, a
+thread): every second each process counts up its key in the coordination service's key-value store
+and reads the others'. A key that has not changed for `heartbeat_seconds` ends this process with
+one line, exit status 1: "dlcore: error: process 1 stopped answering (silent for 60 s); process 0
+ends too: run the same command on every process to resume from the last checkpoint". A process
+that leaves says why first (`leave`): "done", and its silence is never taken for a death however
+long the others still run; or "left" (an error or a signal, which it reports itself), and the
+others end `heartbeat_seconds` later. An error of this process waits for that verdict first
+(`settle`): a collective fails at once when its peer has died, and the lost peer is the cause to
+name. JAX's own heartbeat runs at twice the timeout and stays as the backstop (a C++ abort:
+"Terminating process because the JAX distributed service detected fatal errors ... another task
+died", a stack dump).
+
+That abort cannot be beaten when process 0 dies: the coordination service lives in it, and JAX
+aborts every other process within milliseconds of losing the connection, from a C++ thread that
+no Python code hears of (`missed_heartbeat_callback`, the hook JAX's client has, fails in this
+jaxlib: std::bad_cast). So the stderr of every process but 0 goes through dlcore/relay.py, a small
+process that passes each line on and turns that abort into the same kind of line: "dlcore: error:
+lost process 0, which coordinates the run (its connection closed); process 1 ends too: ...", the
+exit status being JAX's SIGABRT. Either way no checkpoint is harmed (orbax commits by renaming)
+and the same command on every process resumes from the last one.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 import jax
@@ -41,6 +63,8 @@ from dlcore.config import ConfigError, check
 
 ENV = "DLCORE_DISTRIBUTED"
 _MESSAGE_BYTES = 512  # an error line shared between processes, cut to this length
+_ALIVE = "dlcore/alive/"  # + a process's index: its heartbeat count, then "done" or "left"
+_BEAT_SECONDS = 1.0  # how often each process beats and reads the others' beats
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
@@ -49,7 +73,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     """Join the run's processes (before any device is touched); True when this is one process
     of several. With no arguments: JAX's cluster detection, only where DLCORE_DISTRIBUTED=auto or
     a scheduler launched several tasks (`cluster_launched`). ConfigError for incomplete flags;
-    TrainingError when the processes cannot join within `join_seconds`."""
+    TrainingError when the processes cannot join within `join_seconds`. From then on the
+    heartbeat watches the others (a program that calls this itself, not through `dlcore run`,
+    calls `leave(done=True)` when it has finished: otherwise its exit reads as leaving early)."""
     flags = (coordinator, num_processes, process_id)
     mode = os.environ.get(ENV, "").strip().lower()
     one_of_modes = mode in ("", "auto", "off")
@@ -69,10 +95,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     # CPU devices of different processes talk through gloo (JAX's default today; set so that a
     # changed default never leaves a multi-process CPU run without collectives)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's heartbeat at twice ours: dlcore's line comes first, JAX's abort is the backstop. At
+    # exit every process waits for the others as long as for joining: process 0 alone writes the
+    # summary, plots and trackers after the last collective (a shorter wait aborted them all)
     try:
         jax.distributed.initialize(**kwargs, initialization_timeout=join_seconds,
-                                   heartbeat_timeout_seconds=heartbeat_seconds,
-                                   shutdown_timeout_seconds=heartbeat_seconds)
+                                   heartbeat_timeout_seconds=2 * heartbeat_seconds,
+                                   shutdown_timeout_seconds=join_seconds)
     except (RuntimeError, ValueError) as e:
         from dlcore.watch import TrainingError
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -80,7 +109,144 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                             f"{' at ' + coordinator if coordinator else ''} ({first}); start "
                             "every process with the same command within "
                             f"{join_seconds} s") from None
+    if jax.process_count() > 1:
+        _watch(heartbeat_seconds)
+        if not is_main():  # process 0 keeps its terminal: its progress bar draws there
+            _relay_stderr(jax.process_index())
     return jax.process_count() > 1
+
+
+class _Watcher(threading.Thread):
+    """Every _BEAT_SECONDS: count up this process's key in the coordination service's key-value
+    store and read every process's. A peer whose key has not changed for `limit` seconds of this
+    process's clock is gone; a store that has failed for as long (it lives in process 0) means
+    process 0 is gone. Either way `_end` says so and ends this process. A key that says "done" is
+    never gone."""
+
+    def __init__(self, client, me: int, count: int, limit: float):
+        super().__init__(name="dlcore-heartbeat", daemon=True)
+        self.client, self.me, self.limit = client, me, limit
+        self.stop, self.heard = threading.Event(), threading.Condition()
+        # each peer's last value and when (this process's clock) it last changed
+        self.last: dict[int, tuple[str | None, float]] = {
+            p: (None, time.monotonic()) for p in range(count) if p != me}
+
+    def run(self) -> None:
+        beat, answered = 0, time.monotonic()
+        while not self.stop.wait(_BEAT_SECONDS):
+            beat += 1
+            try:
+                self.client.key_value_set(f"{_ALIVE}{self.me}", str(beat), allow_overwrite=True)
+                said = dict(self.client.key_value_dir_get(_ALIVE))
+            except Exception as e:  # a store that fails once may answer the next time
+                if not self.stop.is_set() and time.monotonic() - answered > self.limit:
+                    _end(f"lost process 0, which coordinates the run ({_first_line(e)})",
+                         self.me)
+                continue
+            answered = time.monotonic()
+            self.look(said, answered)
+
+    def look(self, said: dict, now: float) -> None:
+        """Note who changed their key; end this process when a peer has been silent too long."""
+        with self.heard:
+            for p, (value, _) in self.last.items():
+                if said.get(f"{_ALIVE}{p}") != value:
+                    self.last[p] = (said.get(f"{_ALIVE}{p}"), now)
+            self.heard.notify_all()
+        for p, (value, changed) in self.last.items():
+            if value == "left" and now - changed > self.limit:
+                _end(f"process {p} left the run early (its own output says why)", self.me,
+                     orderly=True)
+            elif value != "done" and now - changed > self.limit:
+                _end(f"process {p} stopped answering (silent for {self.limit:.0f} s)", self.me)
+
+
+_watcher: _Watcher | None = None
+
+
+def _watch(heartbeat_seconds: int) -> None:
+    """Start this process's `_Watcher`, and `leave` at exit (before JAX's own shutdown, which
+    waits for every process: atexit runs the latest registered first)."""
+    global _watcher
+    from jax._src import distributed as jax_distributed  # JAX's client: no public accessor
+    client = getattr(jax_distributed.global_state, "client", None)
+    if not hasattr(client, "key_value_dir_get"):
+        return  # another JAX: its own heartbeat alone ends the processes
+    _watcher = _Watcher(client, jax.process_index(), jax.process_count(), heartbeat_seconds)
+    _watcher.start()
+    atexit.register(leave)
+
+
+def _end(problem: str, me: int, orderly: bool = False) -> None:
+    """One line, then exit status 1 at once: the main thread may be blocked in a collective
+    with the lost process, where no exception would reach it; nothing half-written stays (orbax
+    commits a checkpoint by renaming it). `orderly`: the other process is alive and waits at
+    JAX's shutdown; this one joins it there first, so that neither is aborted."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        below_bar = "\n" if sys.stderr.isatty() else ""  # process 0's progress bar ends no line
+        print(f"{below_bar}dlcore: error: {problem}; process {me} ends too: run the same command "
+              "on every process to resume from the last checkpoint", file=sys.stderr, flush=True)
+        if orderly:
+            jax.distributed.shutdown()
+    os._exit(1)
+
+
+_relay: subprocess.Popen | None = None
+
+
+def _relay_stderr(me: int) -> None:
+    """From here on this process's stderr (file descriptor 2, where C++ writes too) goes through
+    dlcore/relay.py, which turns JAX's abort on losing process 0 into dlcore's line. The relay
+    has a session of its own (a Ctrl-C at the terminal is this process's to handle) and ends when
+    the pipe closes. Where it cannot start, stderr stays as it was."""
+    global _relay
+    relay_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+    try:
+        _relay = subprocess.Popen([sys.executable, relay_py, str(me)], stdin=subprocess.PIPE,
+                                  stdout=2, start_new_session=True)
+    except OSError:
+        return
+    pipe = _relay.stdin
+    assert pipe is not None
+    sys.stderr.flush()
+    os.dup2(pipe.fileno(), 2)
+    pipe.close()  # descriptor 2 is now the pipe's only writer in this process
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+def leave(done: bool = False) -> None:
+    """Stop the heartbeat and tell the other processes why: "done" (this command succeeded: a
+    peer finishing a little later must not take the silence for a death) or "left" (an error or
+    a signal, which this process reports itself; the others end `heartbeat_seconds` later rather
+    than wait at their next collective). Idempotent."""
+    global _watcher
+    watcher, _watcher = _watcher, None
+    if watcher is None:
+        return
+    watcher.stop.set()
+    watcher.join(timeout=2 * _BEAT_SECONDS)  # (a call to a lost store would block it longer)
+    with contextlib.suppress(Exception):
+        watcher.client.key_value_set(f"{_ALIVE}{watcher.me}", "done" if done else "left",
+                                     allow_overwrite=True)
+
+
+def settle() -> None:
+    """Before this process reports an error of its own, wait until every other process has been
+    heard once more (or has left). A collective fails at once when its peer is gone (gloo:
+    'Connection closed by peer'); then the lost peer is the cause, and the watcher ends this
+    process with its line within `heartbeat_seconds` instead."""
+    watcher = _watcher
+    if watcher is None:
+        return
+    since = time.monotonic()
+    with watcher.heard:
+        watcher.heard.wait_for(lambda: all(v in ("done", "left") or t > since
+                                           for v, t in watcher.last.values()),
+                               timeout=watcher.limit + 2 * _BEAT_SECONDS)
 
 
 def _check_flags(coordinator, num_processes, process_id) -> None:
