@@ -186,7 +186,13 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     states = jax.jit(over_seeds(algorithm.init))(keys["init"])
     if members:  # before the checkpoint target is built: a restored state replaces this one
         states = members[1](states)
-    states = jax.device_put(states, shardings)  # by loop.sharding; the default device without a mesh
+    # Everything the step takes is committed to its place, in every call alike: an argument
+    # uncommitted in the first call and committed in the next (the step's own output; a batch
+    # sent by dlcore.feed) would compile the step a second time, inside the timed loop.
+    home = (jax.sharding.SingleDeviceSharding(jax.local_devices()[0]) if mesh is None
+            else parallel.replicated(mesh))
+    shardings_or_home = home if shardings is None else shardings
+    states = jax.device_put(states, shardings_or_home)  # by loop.sharding
     mngr = checkpoint.manager(workdir / "checkpoints", cfg["keep_checkpoints"],
                               cfg["best_metric"] or None, cfg["best_mode"])
     patience = cfg["early_stopping_patience"]
@@ -200,10 +206,11 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     start = members[2] if members and len(members) > 2 else 0  # carried on from another run
     if restored is not None:
         tree, start = restored
-        states = jax.device_put(tree["state"], shardings)
+        states = jax.device_put(tree["state"], shardings_or_home)
         if stopper:
             stopper = {**tree["early_stopping"],
-                       "state": jax.device_put(tree["early_stopping"]["state"], shardings)}
+                       "state": jax.device_put(tree["early_stopping"]["state"],
+                                               shardings_or_home)}
         print(f"resumed from step {start} in {workdir}", flush=True)
     main = distributed.is_main()  # process 0 writes the files; every process, its checkpoint shards
     if main:
@@ -246,8 +253,10 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     evaluate = jax.jit(over_seeds(algorithm.evaluate, in_axes=(0, None, 0))) \
         if algorithm.evaluate else None
 
+    lead = (len(seed_list),) if vmapped else ()
+
+    @partial(jax.jit, out_shardings=home)  # made on the devices: no transfer, no check
     def zero_acc():
-        lead = (len(seed_list),) if vmapped else ()
         return {"sum": jnp.zeros(lead + (len(names),), jnp.float32),
                 "bad": jnp.full(lead, -1, jnp.int32)}
 
@@ -259,7 +268,7 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     # 4./5. the loop itself.
     tb = writers.TensorBoardWriter(workdir / "tensorboard", start=start) if main else None
     bar = writers.Progress(total, start, label=f"{name} ") if progress else None
-    carry = (states, zero_acc(), jnp.asarray(start, jnp.int32))
+    carry = (states, zero_acc(), jax.device_put(np.int32(start), home))
     t, t_flushed, last_saved, eval_metrics = start, start, (start if restored else None), {}
     t_loop, steps_timed, eval_seconds = None, 0, 0.0
     stopped = stopper is not None and early_stopping.spent(stopper, patience)
