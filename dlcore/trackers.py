@@ -136,9 +136,12 @@ class Tracked:
         self.workdir, self._on, self._state = Path(workdir), opened, state
 
     def log(self, step: int, row: dict) -> None:
-        """The scalar numbers of a metrics row (not its time or per-seed lists) at `step`, to
-        each tracker that has not had this step yet."""
-        values = _scalars({k: v for k, v in row.items() if k not in ("step", "time")})
+        """The scalar numbers of a metrics row (not its time) at `step`, to each tracker that
+        has not had this step yet: the means over seeds, and with several seeds (or a sweep's
+        members) each one's value as '<name>_seed<i>', i its index in the run's seed list (a
+        sweep's member; '/<i>' would make a metric both a file and a folder in MLflow's store)."""
+        values = _scalars({k: v for k, v in row.items() if k not in ("step", "time", "per_seed")})
+        values.update(_per_seed(row.get("per_seed", {})))
         sent = False
         for kind in list(self._on):
             if values and step > self._state[kind].get("step", -1):
@@ -161,6 +164,7 @@ class Tracked:
         """The final metrics of summary.json (scalars), its time and rate."""
         values = _scalars({**summary.get("metrics", {}), "seconds": summary.get("seconds"),
                            "steps_per_second": summary.get("steps_per_second")})
+        values.update(_per_seed(summary.get("per_seed", {})))
         for kind in list(self._on):
             self._call(kind, "summary", self._state[kind].get("step", 0), values)
 
@@ -222,6 +226,14 @@ def _params(record: dict) -> dict:
     from dlcore.config import flatten
     return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
             for k, v in flatten(record).items()}
+
+
+def _per_seed(per_seed: dict) -> dict[str, float]:
+    """{'train/loss': [v0, v1, ...]} -> {'train/loss_seed0': v0, ...}: one number per seed (a
+    metric that is a vector for each seed is left out, as with the means)."""
+    return _scalars({f"{k}_seed{i}": v for k, vs in per_seed.items()
+                     if isinstance(vs, list) and len(vs) > 1
+                     for i, v in enumerate(vs)})
 
 
 def _scalars(values: dict) -> dict[str, float]:

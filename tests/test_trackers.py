@@ -263,6 +263,30 @@ def test_mlflow_file_store_run_resumes_and_report_adds_the_pictures(tmp_path, fi
 
 
 @needs("mlflow")
+def test_each_seed_of_a_run_is_tracked_beside_the_mean(tmp_path, file_store):
+    """Seeds in one program: each seed's value as '<name>_seed<i>' at every logged step and in the
+    summary, beside the mean, equal to metrics.jsonl's and summary.json's per-seed values."""
+    from mlflow.tracking import MlflowClient
+    run = tmp_path / "run"
+    assert quick(run, "--tracker", "mlflow", "--seeds", "2", "--set", "loop.plots=false") == 0
+    client = MlflowClient(file_store)
+    run_id = state(run)["mlflow"]["run_id"]
+    rows = writers.read_jsonl(run / "metrics.jsonl")
+    for i in (0, 1):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id,
+                                                                              f"train/loss_seed{i}"))
+        want = [(r["step"], r["per_seed"]["train/loss"][i]) for r in rows]
+        assert [s for s, _ in history] == [s for s, _ in want]
+        assert [v for _, v in history] == pytest.approx([v for _, v in want], rel=1e-6)
+    final = json.loads((run / "summary.json").read_text())
+    metrics = client.get_run(run_id).data.metrics
+    assert [metrics[f"test_accuracy_seed{i}"] for i in (0, 1)] == pytest.approx(
+        final["per_seed"]["test_accuracy"])
+    assert metrics["test_accuracy"] == pytest.approx(final["metrics"]["test_accuracy"])
+    assert "train/loss" in metrics and "train/loss_seed2" not in metrics
+
+
+@needs("mlflow")
 def test_a_tracker_that_fails_warns_once_training_goes_on_and_a_resume_catches_up(
         tmp_path, capsys, monkeypatch, file_store):
     from mlflow.tracking import MlflowClient
