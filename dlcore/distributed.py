@@ -110,10 +110,23 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                             "every process with the same command within "
                             f"{join_seconds} s") from None
     if jax.process_count() > 1:
+        _orbax_barriers_off_the_devices()
         _watch(heartbeat_seconds)
         if not is_main():  # process 0 keeps its terminal: its progress bar draws there
             _relay_stderr(jax.process_index())
     return jax.process_count() > 1
+
+
+def _orbax_barriers_off_the_devices() -> None:
+    """orbax's barriers through the coordination service instead of a collective on the devices
+    (its default, `multihost_utils.sync_global_devices`). An asynchronous checkpoint meets some of
+    them in a thread of its own, while the main thread runs the training step's collectives; two
+    processes may then interleave the two in different orders, and gloo receives another
+    collective's bytes ("Received data size doesn't match expected size. 2500 vs 4": seen here)."""
+    from absl import flags
+    import orbax.checkpoint  # noqa: F401  (defines the flag)
+    flag = flags.FLAGS["experimental_orbax_use_distributed_barrier"]
+    flag.parse("true")  # this flag alone: the program's own absl flags stay unparsed
 
 
 class _Watcher(threading.Thread):

@@ -338,6 +338,10 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
 
     # the end: every split evaluated (the training split too, as `train_eval`), summary, plots.
     states = carry[0] if not stopper else stopper["state"]  # early stopping keeps the best
+    if on_host and evaluate and data.evaluate_train and \
+            _nbytes(data.splits["train"]) <= cfg["max_device_data_mb"] * 2**20:
+        # a streamed training split that fits (a run of several processes) is scored whole too
+        device_data = {**device_data, "train": parallel.put_replicated(data.splits["train"], mesh)}
     final = _evaluate(evaluate, states, device_data, keys["eval"], data, watch,
                       lambda: (t, last_saved), final=True) if evaluate else {}
     timed = (t_end - t_loop - eval_seconds, t - steps_timed) if t_loop else None
@@ -411,7 +415,7 @@ def _data_on_host(cfg: dict, data: Data) -> bool:
     """Whether the training split stays on the host (loop.data); ConfigError when what must be
     on the devices exceeds loop.max_device_data_mb."""
     limit = cfg["max_device_data_mb"] * 2**20
-    size = {s: sum(np.asarray(a).nbytes for a in jax.tree.leaves(v)) for s, v in data.splits.items()}
+    size = {s: _nbytes(v) for s, v in data.splits.items()}
     rest = sum(size.values()) - size["train"]
     place = cfg["data"]
     if place == "auto":
@@ -426,6 +430,10 @@ def _data_on_host(cfg: dict, data: Data) -> bool:
           "the device (only the training split is streamed from the host); raise the limit or "
           "evaluate on a smaller split")
     return place == "host"
+
+
+def _nbytes(tree) -> int:
+    return sum(np.asarray(a).nbytes for a in jax.tree.leaves(tree))
 
 
 def _check_same_state(state, new) -> None:
