@@ -19,6 +19,8 @@ import sys
 from typing import BinaryIO
 
 FATAL = b"Terminating process because the JAX distributed service detected fatal errors"
+# gloo's end when a collective with another process breaks (its peer gone mid-transfer)
+GLOO = b"terminate called after throwing an instance of 'gloo::"
 # a log record (absl's prefix: level, date, time); lines without it continue the one before
 _RECORD = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ ")
 # the coordination client's records that come just before that abort, which it repeats
@@ -46,14 +48,24 @@ def message(abort: bytes, me: str) -> bytes:
             "process to resume from the last checkpoint\n").encode()
 
 
+def _gloo_message(text: bytes, me: str) -> bytes:
+    """dlcore's line for gloo's abort: a collective with another process broke."""
+    what = text.split(b"what():", 1)[-1].strip().splitlines() or [b"?"]
+    return (f"dlcore: error: a collective with another process of the run broke (gloo: "
+            f"{what[0].decode(errors='replace')[:160]}): one was probably lost; process {me} "
+            "ends too: run the same command on every process to resume from the last "
+            "checkpoint\n").encode()
+
+
 def relay(source: BinaryIO, sink: BinaryIO, me: str) -> None:
     """Copy `source` to `sink` line by line until its end, JAX's abort (and everything after it)
     replaced by `message`. The client's records are held back until the next record: when that
     is the abort they are dropped with it, otherwise passed on."""
     held: list[bytes] = []
     for line in source:
-        if FATAL in line:
-            sink.write(message(line + source.read(), me))
+        if FATAL in line or line.startswith(GLOO):
+            rest = line + source.read()
+            sink.write(message(rest, me) if FATAL in line else _gloo_message(rest, me))
             sink.flush()
             return
         if _CLIENT.match(line) or (held and not _RECORD.match(line)):

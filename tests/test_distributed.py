@@ -334,6 +334,17 @@ def test_the_relay_turns_jax_abort_into_one_line():
         assert lines[:2] == before.splitlines() and len(lines) == 3, lines
         assert lines[2] == b"dlcore: error: " + said + b"; process 1 ends too: run the same " \
             b"command on every process to resume from the last checkpoint"
+    # gloo's own abort, when a collective breaks before JAX notices the lost process
+    gloo = (b"terminate called after throwing an instance of 'gloo::EnforceNotMet'\n  what():  "
+            b"[enforce fail at pair.cc:459] Connection closed by peer\n")
+    out = io.BytesIO()
+    relay.relay(io.BytesIO(before + gloo), out, "1")
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == before.splitlines() and len(lines) == 3, lines
+    assert lines[2].startswith(b"dlcore: error: a collective with another process of the run "
+                               b"broke (gloo: [enforce fail at pair.cc:459] Connection closed")
+    assert lines[2].endswith(b"process 1 ends too: run the same command on every process to "
+                             b"resume from the last checkpoint")
     # without an abort, the coordination client's lines are passed on too
     out = io.BytesIO()
     relay.relay(io.BytesIO(ABORT.split(b"F1202")[0] + before), out, "1")
