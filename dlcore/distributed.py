@@ -119,10 +119,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 def _orbax_barriers_off_the_devices() -> None:
     """orbax's barriers through the coordination service instead of a collective on the devices
-    (its default, `multihost_utils.sync_global_devices`). An asynchronous checkpoint meets some of
-    them in a thread of its own, while the main thread runs the training step's collectives; two
-    processes may then interleave the two in different orders, and gloo receives another
-    collective's bytes ("Received data size doesn't match expected size. 2500 vs 4": seen here)."""
+    (its default, `multihost_utils.sync_global_devices`). An asynchronous checkpoint may meet one
+    in a thread of its own while the main thread runs the training step's collectives, and orbax's
+    own comments warn that device collectives called concurrently may deadlock; the coordination
+    service's barrier cannot meet the step's collectives at all."""
     from absl import flags
     import orbax.checkpoint  # noqa: F401  (defines the flag)
     flag = flags.FLAGS["experimental_orbax_use_distributed_barrier"]
