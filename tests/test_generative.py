@@ -191,6 +191,51 @@ def test_denoising_autoencoder_trains_on_noise_and_evaluates_without():
     assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-6)
 
 
+@pytest.mark.parametrize("m", [1, 2])
+def test_simultaneous_step_is_the_hand_written_one(m):
+    """gan.updates 'simultaneous' (ALI's algorithm, PacGAN's reference): each network steps along
+    the gradient of its own loss at the same parameters, through one generated batch; with pack m
+    each slot of the packed inputs is a generator batch of its own, normalised by its own batch
+    statistics, and the running statistics are their average."""
+    n, lr = 8, 0.1
+    alg, data = build({
+        "algorithm": "gan", "data": {"name": "mixture", "num_samples": 1000, "batch_size": n},
+        "generator": {"name": "mlp", "hidden": (16, 16), "batch_norm": True,
+                      "batch_norm_momentum": 0.95, "init": "normal_002"},
+        "discriminator": {"name": "maxout", "hidden": (8,), "pieces": 3},
+        "gan": {"pack": m, "updates": "simultaneous"},
+        "optim": {"name": "sgd", "learning_rate": lr, "momentum": 0.0}, "loop": {"steps": 1}})
+    state = alg.init(jax.random.key(0))
+    x = jnp.asarray(data.splits["train"]["x"][:n])
+    key = jax.random.key(3)
+    new, metrics = jax.jit(alg.step)(state, {"x": x}, key)
+
+    G, D = alg.extras["generator"], alg.extras["discriminator"]
+    z = jax.random.normal(jax.random.split(jax.random.split(key)[0])[0], (n, 2))
+
+    def fake(pg):  # slot j holds samples j, j + m, ...: generator batches z[j::m]
+        outs = [gen.apply(G, pg, state.model_state["generator"], z[j::m], True,
+                          jax.random.key(0)) for j in range(m)]
+        stats = jax.tree.map(lambda *a: sum(a) / m, *[s for _, s in outs])
+        return jnp.stack([o for o, _ in outs], 1).reshape(n, 2), stats
+
+    def logits(pd, v):
+        return gen.apply(D, pd, {}, gan.pack(v, m), True, jax.random.key(0))[0][:, 0]
+
+    pg, pd = state.params["generator"], state.params["discriminator"]
+    d_loss = lambda pd: (jnp.mean(jax.nn.softplus(-logits(pd, x)))  # noqa: E731
+                         + jnp.mean(jax.nn.softplus(logits(pd, fake(pg)[0]))))
+    g_loss = lambda pg: jnp.mean(jax.nn.softplus(-logits(pd, fake(pg)[0])))  # noqa: E731
+    for got, p, loss in ((new.params["discriminator"], pd, d_loss),
+                         (new.params["generator"], pg, g_loss)):
+        want = jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, want)
+    np.testing.assert_allclose(metrics["d_loss"], d_loss(pd), rtol=1e-5)
+    np.testing.assert_allclose(metrics["g_loss"], g_loss(pg), rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 new.model_state["generator"], fake(pg)[1])
+
+
 def test_seeds_vmap_through_the_gan_step():
     alg, data = build({"algorithm": "gan", "data": {"name": "mixture", "num_samples": 1000},
                        "loop": {"steps": 3}})
@@ -212,6 +257,7 @@ def test_seeds_vmap_through_the_gan_step():
     ({"algorithm": "vae", "vae": {"variance": 0.0}}, "vae.variance"),
     ({"algorithm": "gan", "gan": {"pack": 3}}, "gan.pack"),  # 3 does not divide the batch of 64
     ({"algorithm": "gan", "gan": {"loss": "wasserstein"}}, "gan.loss"),
+    ({"algorithm": "gan", "gan": {"updates": "both"}}, "gan.updates"),
     ({"algorithm": "gan", "gan": {"discriminator_lr": -1.0}}, "gan.discriminator_lr"),
     # 8x8 digits for a decoder that makes 28x28 images
     ({"algorithm": "vae", "decoder": {"name": "deconv"}}, "decoder.start_shape"),

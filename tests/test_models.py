@@ -24,7 +24,8 @@ def dense(p, h):
 
 def good_cfg(**kw):
     cfg = {"name": "mlp", "hidden": (8, 8), "activation": "relu", "residual": False,
-           "dropout": 0.0, "batch_norm": False, "init": "lecun_normal", "input_shape": None}
+           "dropout": 0.0, "batch_norm": False, "batch_norm_momentum": 0.9, "init": "lecun_normal",
+           "input_shape": None}
     cfg.update(kw)
     return cfg
 
@@ -124,6 +125,19 @@ def test_batch_norm_statistics():
     np.testing.assert_allclose(ev, dense(p["head"], np.maximum(zr, 0)), rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_momentum_from_the_config():
+    """model.batch_norm_momentum: running = momentum * running + (1 - momentum) * batch (PacGAN's
+    generator keeps 0.95)."""
+    m = models.build(good_cfg(hidden=(4,), batch_norm=True, batch_norm_momentum=0.95), (7,), 2)
+    variables = m.init(jax.random.key(0), X)
+    _, state = m.apply(variables, X, True, jax.random.key(0))
+    z = np.asarray(dense(variables["params"]["dense_0"], X), np.float64)
+    np.testing.assert_allclose(state["batch_stats"]["bn_0"]["mean"], 0.05 * z.mean(0), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(state["batch_stats"]["bn_0"]["var"], 0.95 + 0.05 * z.var(0),
+                               rtol=1e-4)
+
+
 def test_batch_norm_train_without_mutable_fails():
     model = MLP(hidden=(4,), num_outputs=2, batch_norm=True)
     variables = model.init(jax.random.key(0), X)
@@ -201,6 +215,16 @@ def test_default_init_zero_bias():
     assert np.std(np.asarray(p["dense_0"]["kernel"])) > 0
 
 
+def test_normal_002_init_is_dcgans():
+    """'normal_002': kernels ~ N(0, 0.02²) whatever the fan-in, zero biases (DCGAN's, PacGAN's)."""
+    p = MLP(hidden=(300,), num_outputs=200, initializer="normal_002").init(
+        jax.random.key(0), jnp.ones((1, 2)))["params"]
+    for w, n in ((p["dense_0"]["kernel"], 600), (p["head"]["kernel"], 60_000)):
+        w = np.asarray(w, np.float64).ravel()
+        assert abs(w.mean()) < 4 * 0.02 / np.sqrt(n) and abs(w.std() / 0.02 - 1) < 4 / np.sqrt(2 * n)
+    np.testing.assert_array_equal(p["dense_0"]["bias"], 0.0)
+
+
 # --- build ----------------------------------------------------------------------------------------
 
 def test_build_mlp_and_logreg():
@@ -248,6 +272,8 @@ def test_build_mlp_section_without_init_key_uses_the_default():
     (dict(init="orthogonal"), "model.init"),
     (dict(dropout=1.0), "model.dropout"),
     (dict(dropout=-0.1), "model.dropout"),
+    (dict(batch_norm_momentum=1.0), "model.batch_norm_momentum"),
+    (dict(batch_norm_momentum="0.9"), "model.batch_norm_momentum"),
     (dict(hidden=(8, 0)), "model.hidden"),
     (dict(hidden=(-4,)), "model.hidden"),
     (dict(hidden=(8.0,)), "model.hidden"),

@@ -5,8 +5,11 @@ penalises a generator that collapses onto few modes.
     state = State(step, params {'generator', 'discriminator'}, model_state {...}, opt_state {...})
     batch = {'x': [b, *shape], ...}         # labels, if any, are ignored
 
-One step is the alternating update: the discriminator on the batch against b fresh generated
-samples, then the generator on b more (its batch-norm statistics are the ones it updates).
+One step updates both networks (`gan.updates`): 'alternating' steps the discriminator on the batch
+against b fresh generated samples, then the generator, against the updated discriminator, on b more
+(its batch-norm statistics are the ones it keeps); 'simultaneous' takes both networks' gradients
+from one forward pass at the same parameters, the generator's through the b samples the
+discriminator judged (ALI's algorithm, Dumoulin et al. 2017, which PacGAN's reference uses).
 Sections: `generator` ([b, latent] -> [b, prod(shape)], reshaped to the example's shape, then
 `gan.output`), `discriminator` ([b/pack, *packed shape] -> [b/pack, 1] logits), `optim` (both
 networks; each network's learning rate may differ: `gan.generator_lr`, `gan.discriminator_lr`), and
@@ -15,6 +18,7 @@ networks; each network's learning rate may differ: `gan.generator_lr`, `gan.disc
     pack                samples per discriminator input (1: a plain GAN); must divide the batch
     loss                'non_saturating' (the generator maximises log D(G(z))) or 'minimax'
                         (it minimises log(1 − D(G(z))), the original game)
+    updates             'alternating' or 'simultaneous' (above)
     output              'identity', 'sigmoid' (pixels in [0, 1]) or 'tanh' on the generator's output
     generator_lr        None: optim.learning_rate; a number: the generator's own rate (TTUR,
     discriminator_lr    Heusel et al. 2017); 0 freezes that network (the optimal-discriminator
@@ -39,6 +43,7 @@ from dlcore.core import Algorithm, Data, Snapshot
 
 MODELS = ("generator", "discriminator")
 LOSSES = ("non_saturating", "minimax")
+UPDATES = ("alternating", "simultaneous")
 OUTPUTS = {"identity": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
 
@@ -54,7 +59,7 @@ def defaults() -> dict:
             "discriminator": {"name": "mlp", "hidden": (128, 128)},
             "optim": optim.defaults(),
             "gan": {"latent": 2, "noise": "normal", "pack": 1, "loss": "non_saturating",
-                    "output": "identity", "generator_lr": None, "discriminator_lr": None, "eval_samples": 2500}}
+                    "updates": "alternating", "output": "identity", "generator_lr": None, "discriminator_lr": None, "eval_samples": 2500}}
 
 
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -98,6 +103,7 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         check(batch_size % m == 0, "gan.pack", f"{m} samples per discriminator input do not "
               f"divide the batch of {batch_size} (data.batch_size)")
     loss_name = one_of(own["loss"], "gan.loss", LOSSES)
+    updates = one_of(own["updates"], "gan.updates", UPDATES)
     noise = one_of(own["noise"], "gan.noise", ("normal", "uniform"))
     output = OUTPUTS[one_of(own["output"], "gan.output", OUTPUTS)]
     n_eval = gen.positive_int(own["eval_samples"], "gan.eval_samples", "the samples scored")
@@ -122,11 +128,22 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
         return jax.random.uniform(key, (n, latent), minval=-1.0, maxval=1.0)
 
     def generate(params, model_state, key, n, train=False):
-        """(n samples [n, *shape], the generator's new state)."""
+        """(n samples [n, *shape], the generator's new state). In training with pack m > 1,
+        sample i·m + j comes from the j-th of m generator batches of n/m, each normalised by its
+        own batch statistics (their running averages averaged): PacGAN's reference draws each
+        slot of the packed inputs as a batch of its own."""
         k_z, k_net = jax.random.split(key)
-        out, s = gen.apply(generator, params["generator"], model_state["generator"],
-                           draw_z(k_z, n), train, k_net)
-        return output(gen.as_examples(out, shape)), s
+        z = draw_z(k_z, n)
+        if not train or m == 1:
+            out, s = gen.apply(generator, params["generator"], model_state["generator"], z,
+                               train, k_net)
+            return output(gen.as_examples(out, shape)), s
+        slots = z.reshape(n // m, m, latent).swapaxes(0, 1)  # [m, n/m, latent]
+        out, s = jax.vmap(lambda z_j, k_j: gen.apply(
+            generator, params["generator"], model_state["generator"], z_j, True, k_j))(
+            slots, jax.random.split(k_net, m))
+        out = out.swapaxes(0, 1).reshape(n, -1)
+        return output(gen.as_examples(out, shape)), jax.tree.map(lambda a: a.mean(0), s)
 
     def judge(params, model_state, x, train=False, key=None):
         """(logits [n/pack] of packed x [n, *shape], the discriminator's new state)."""
@@ -134,25 +151,27 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
                            pack(x, m), train, key)
         return out.reshape(-1), s
 
-    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        x = batch["x"]
+    def d_losses(params, model_state, x, fake, key):
+        """The discriminator's loss on real x against fake, and (real logits, fake logits, its
+        new state)."""
+        k_real, k_fake = jax.random.split(key)
+        real_logits, s = judge(params, model_state, x, True, k_real)
+        fake_logits, s = judge(params, {**model_state, "discriminator": s}, fake, True, k_fake)
+        return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, s)
+
+    def alternating(state: State, x: jax.Array, key: jax.Array):
+        """The discriminator steps on x against n fresh samples; then the generator, against
+        the updated discriminator, on n more."""
         k_fake, k_d, k_fake2, k_g = jax.random.split(key, 4)
         fake, _ = generate(state.params, state.model_state, k_fake, x.shape[0], True)
         fake = jax.lax.stop_gradient(fake)
 
         def d_loss_fn(p):
-            params = {**state.params, "discriminator": p}
-            k_real, k_gen = jax.random.split(k_d)
-            real_logits, s = judge(params, state.model_state, x, True, k_real)
-            fake_logits, s = judge(params, {**state.model_state, "discriminator": s}, fake, True,
-                                   k_gen)
-            return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, s)
+            return d_losses({**state.params, "discriminator": p}, state.model_state, x, fake, k_d)
 
         (d_loss, (real_logits, fake_logits, d_state)), d_grads = jax.value_and_grad(
             d_loss_fn, has_aux=True)(state.params["discriminator"])
-        d_updates, d_opt = tx["discriminator"].update(d_grads, state.opt_state["discriminator"],
-                                                      state.params["discriminator"])
-        d_params = optax.apply_updates(state.params["discriminator"], d_updates)
+        d_params, d_opt = update("discriminator", d_grads, state)
         after_d = {**state.params, "discriminator": d_params}
         model_state = {**state.model_state, "discriminator": d_state}
 
@@ -164,15 +183,47 @@ def make(config: dict, data: Data, steps: int) -> Algorithm:
 
         (g_loss, g_state), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
             state.params["generator"])
-        g_updates, g_opt = tx["generator"].update(g_grads, state.opt_state["generator"],
-                                                  state.params["generator"])
-        params = {"generator": optax.apply_updates(state.params["generator"], g_updates),
-                  "discriminator": d_params}
-        metrics = {"d_loss": d_loss, "g_loss": g_loss,
-                   "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
-        return (State(state.step + 1, params, {**model_state, "generator": g_state},
-                      {"generator": g_opt, "discriminator": d_opt}), metrics)
+        g_params, g_opt = update("generator", g_grads, state)
+        return (State(state.step + 1, {"generator": g_params, "discriminator": d_params},
+                      {**model_state, "generator": g_state},
+                      {"generator": g_opt, "discriminator": d_opt}),
+                scalars(d_loss, g_loss, real_logits, fake_logits))
+
+    def simultaneous(state: State, x: jax.Array, key: jax.Array):
+        """Both networks' gradients from one forward pass at the same parameters, the generator's
+        through the same n samples the discriminator judged (ALI's algorithm, which PacGAN's
+        reference trains with), then both step."""
+        k_fake, k_d = jax.random.split(key)
+
+        def losses(pd, pg):
+            params = {"generator": pg, "discriminator": pd}
+            fake, g_state = generate(params, state.model_state, k_fake, x.shape[0], True)
+            d_loss, (real_logits, fake_logits, d_state) = d_losses(
+                params, state.model_state, x, fake, k_d)
+            return (d_loss, generator_loss(fake_logits, loss_name)), (
+                real_logits, fake_logits, {"generator": g_state, "discriminator": d_state})
+
+        (d_loss, g_loss), vjp, (real_logits, fake_logits, model_state) = jax.vjp(
+            losses, state.params["discriminator"], state.params["generator"], has_aux=True)
+        one, zero = jnp.ones_like(d_loss), jnp.zeros_like(d_loss)
+        d_params, d_opt = update("discriminator", vjp((one, zero))[0], state)
+        g_params, g_opt = update("generator", vjp((zero, one))[1], state)
+        return (State(state.step + 1, {"generator": g_params, "discriminator": d_params},
+                      model_state, {"generator": g_opt, "discriminator": d_opt}),
+                scalars(d_loss, g_loss, real_logits, fake_logits))
+
+    def update(net: str, grads, state: State):
+        """(new params, new optimizer state) of one network."""
+        updates, opt = tx[net].update(grads, state.opt_state[net], state.params[net])
+        return optax.apply_updates(state.params[net], updates), opt
+
+    def scalars(d_loss, g_loss, real_logits, fake_logits) -> dict:
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+
+    def step(state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        return (simultaneous if updates == "simultaneous" else alternating)(state, batch["x"], key)
 
     def sample(state: State, key: jax.Array, n: int) -> jax.Array:
         """n generated examples [n, *shape] (batch norm with its running statistics)."""

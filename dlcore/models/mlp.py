@@ -46,6 +46,8 @@ KERNEL_INITS = {
     "xavier_uniform": lambda fan_in: nn.initializers.xavier_uniform(),
     "xavier_normal": lambda fan_in: nn.initializers.xavier_normal(),
     "torch": _torch_uniform,
+    # N(0, 0.02^2) kernels, zero biases: DCGAN's (Radford et al. 2016), which PacGAN's networks use
+    "normal_002": lambda fan_in: nn.initializers.normal(0.02),
 }
 
 
@@ -62,7 +64,8 @@ class MLP(nn.Module):
 
     hidden: widths of the hidden layers; () gives logistic/linear regression.
     residual: add the layer's input to its output wherever the widths agree (h + act(W h)).
-    batch_norm: normalise each hidden pre-activation; dropout: rate after each activation.
+    batch_norm: normalise each hidden pre-activation, keeping running statistics for evaluation
+    (running = momentum * running + (1 - momentum) * batch); dropout: rate after each activation.
     """
     hidden: Sequence[int]
     num_outputs: int
@@ -71,6 +74,7 @@ class MLP(nn.Module):
     dropout: float = 0.0
     batch_norm: bool = False
     initializer: str = "lecun_normal"
+    momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -79,7 +83,8 @@ class MLP(nn.Module):
         for i, width in enumerate(self.hidden):
             z = dense(width, h.shape[-1], self.initializer, name=f"dense_{i}")(h)
             if self.batch_norm:
-                z = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{i}")(z)
+                z = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                                 name=f"bn_{i}")(z)
             z = act(z)
             if self.dropout > 0:
                 z = nn.Dropout(self.dropout, deterministic=not train)(z)
@@ -98,17 +103,20 @@ def logistic_regression(num_outputs: int, init: str = "lecun_normal") -> MLP:
 def defaults() -> dict:
     """The `model` section's keys (besides name and input_shape)."""
     return {"hidden": (100, 100), "activation": "relu", "residual": False, "dropout": 0.0,
-            "batch_norm": False, "init": "lecun_normal"}
+            "batch_norm": False, "batch_norm_momentum": 0.9, "init": "lecun_normal"}
 
 
 def build(cfg: dict, input_shape: tuple, num_outputs: int) -> MLP:
     """The MLP of a `model` section; ConfigError for any impossible value."""
     hidden = positive_ints(cfg, "hidden", allow_empty=True)
     check_dropout(cfg["dropout"])
+    momentum = cfg["batch_norm_momentum"]
+    check(type(momentum) in (int, float) and 0.0 <= momentum < 1.0, "model.batch_norm_momentum",
+          f"must be a number in [0, 1); got {momentum!r}")
     return MLP(hidden=hidden, num_outputs=num_outputs,
                activation=one_of(cfg["activation"], "model.activation", ACTIVATIONS),
                residual=cfg["residual"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
-               initializer=one_of(cfg["init"], "model.init", KERNEL_INITS))
+               momentum=float(momentum), initializer=one_of(cfg["init"], "model.init", KERNEL_INITS))
 
 
 def check_dropout(rate) -> None:

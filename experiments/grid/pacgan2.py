@@ -13,6 +13,10 @@ def get_config(quick: bool = False) -> dict:
     del config["experiment"]
     config["data"]["kind"] = "grid"
     config["gan"]["pack"] = 2
+    # PacGAN's batch of 100 and data set of 100,000 count packed inputs (its reference code), so
+    # each step judges 100 pairs of real and 100 pairs of generated samples
+    config["data"]["batch_size"] *= 2
+    config["data"]["num_samples"] *= 2
     config["published"] = {"test_modes": {"PacGAN_table1": 23.8},
                            "test_high_quality": {"PacGAN_table1": 0.913},
                            "test_reverse_kl": {"PacGAN_table1": 0.13}}

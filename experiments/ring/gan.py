@@ -10,6 +10,10 @@ Expected: PacGAN Table 1 (10 trials): 6.3 ± 0.5 modes, 98.2 % high-quality samp
 Protocol: generator z ~ N(0, I_2) -> 4 x (400, batch norm, ReLU) -> 2; discriminator 3 maxout
 layers (200 units, 5 pieces) -> linear; Adam 1e-4, beta1 0.8; batch 100 of 100,000 training
 samples; the non-saturating generator loss. ring/pacgan2 packs two samples per input.
+As in PacGAN's reference code (fjxmlzn/PacGAN, synthetic_data_experiments), beyond the paper's
+text: weights ~ N(0, 0.02^2) and zero biases in both networks; both networks step at once from one
+forward pass (ALI's training algorithm: gan.updates 'simultaneous'); the generator's batch-norm
+running statistics (used for the scored samples) move by 0.05 a step.
 """
 
 
@@ -18,10 +22,11 @@ def get_config(quick: bool = False) -> dict:
         "algorithm": "gan",
         "data": {"name": "mixture", "kind": "ring", "num_samples": 100_000, "batch_size": 100},
         "generator": {"name": "mlp", "hidden": (400, 400, 400, 400), "batch_norm": True,
-                      "activation": "relu"},
-        "discriminator": {"name": "maxout", "hidden": (200, 200, 200), "pieces": 5},
+                      "batch_norm_momentum": 0.95, "activation": "relu", "init": "normal_002"},
+        "discriminator": {"name": "maxout", "hidden": (200, 200, 200), "pieces": 5,
+                          "init": "normal_002"},
         "gan": {"latent": 2, "noise": "normal", "pack": 1, "loss": "non_saturating",
-                "eval_samples": 2500},
+                "updates": "simultaneous", "eval_samples": 2500},
         "optim": {"name": "adam", "learning_rate": 1e-4, "b1": 0.8},
         "loop": {"steps": 400_000, "log_every": 2000, "eval_every": 20_000,
                  "checkpoint_every": 20_000, "steps_per_call": 100},
