@@ -7,8 +7,11 @@ Three measurements, in this one process (every ratio is against a figure of the 
 
 1. GAN, PacGAN's ring protocol: 8-mode ring mixture (sigma 0.01, 100,000 points in stored order),
    generator MLP 2 -> 4 x (Dense 400, batch norm, ReLU) -> 2, discriminator maxout MLP (3 layers
-   of 200 units x 5 pieces) -> 1 logit, non-saturating loss, pack 1 and 2, Adam lr 1e-4 b1 0.8,
-   batch 100; one step = the discriminator's update, then the generator's.
+   of 200 units x 5 pieces) -> 1 logit, non-saturating loss, Adam lr 1e-4 b1 0.8, batch 100.
+   Three steps: 'alt' (dlcore's default: the discriminator's update, then the generator's, pack
+   1), and 'sim', PacGAN's reference (both gradients from one forward pass, then both updates;
+   pack 1, and pack 2 with 100 packed inputs, each slot a generator batch of its own), which is
+   what ring/gan and ring/pacgan2 run.
 2. VAE, the Flax examples/vae protocol: the 4,000 training digits of `mnist_digits` (grey levels,
    stored order, batch 128), encoder 784 -> 500 -> 2 x 20, decoder 20 -> 500 -> 784 Bernoulli
    logits, one-sample ELBO with the analytic KL, Adam lr 1e-3.
@@ -17,8 +20,8 @@ Three measurements, in this one process (every ratio is against a figure of the 
    `--steps-per-call`; total wall time of each way, compile excluded (reported apart: the first
    call of each program).
 
-The configs are those of experiments/ring/gan.py (and pacgan2) and experiments/mnist_digits/vae.py,
-written out here (the VAE's data with binarize 'none' and stored order, as in Flax's example).
+The configs are those of experiments/ring/gan.py (and pacgan2; 'alt' with dlcore's default
+updates) and experiments/mnist_digits/vae.py, written out here (the VAE's data with binarize 'none' and stored order, as in Flax's example).
 
 dlcore's contenders are `dlcore.experiment.build(config)`'s algorithm and data, driven as
 `dlcore.loop` drives them (`dlcore_driver` copies the compiled call of loop._train, section 3:
@@ -34,10 +37,10 @@ the hand-written's at the same steps per call (>= 1: dlcore is as fast). Paramet
 checked equal, and each contender's mean losses over its last timed repeat are
 printed (different random streams: the same range is expected, not the same numbers).
 
-Measured (2-core CPU, jax 0.10.2, another dlcore run busy on one core; about 3 minutes): GAN
-pack 1 ratio 0.97 at 1 step/call, 1.00 at 100 (~90 steps/s), pack 2 0.97 and 1.02 (~95 steps/s),
-VAE 1.00 and 1.00 (~170 steps/s); 4 seeds vmapped 0.89 of the sequential speed (first call 10.7 s
-against 3.9 s per program). Ratios moved by about 0.1 between runs on this shared machine.
+Measured (2-core CPU, jax 0.10.2, 2026-12-03, `--steps 200 --repeats 7`, about 4 minutes):
+GAN 'alt' pack 1 ratio 0.97 at 1 step/call and 0.99 at 100 (~104 steps/s); 'sim' pack 1 0.99 and
+0.94 (~147 steps/s), pack 2 0.98 and 0.98 (~130 steps/s); VAE 0.97 and 0.98 (~345 steps/s); 4
+seeds vmapped 1.08x the sequential speed. Ratios moved by about 0.05 between runs.
 """
 from __future__ import annotations
 
@@ -58,12 +61,18 @@ from dlcore.core import split_keys
 BATCH = {"gan": 100, "vae": 128}
 
 
-def gan_config(pack: int, steps: int) -> dict:
+def gan_config(pack: int, steps: int, updates: str = "simultaneous") -> dict:
+    """experiments/ring/gan.py's config (pacgan2's for pack 2: 100 packed inputs a step), with
+    `updates`; 'alternating' keeps dlcore's default networks' initializer and momentum."""
+    reference = updates == "simultaneous"
+    init = {"init": "normal_002"} if reference else {}
     return {"algorithm": "gan",
-            "data": {"name": "mixture", "kind": "ring", "batch_size": BATCH["gan"]},
-            "generator": {"name": "mlp", "hidden": (400, 400, 400, 400), "batch_norm": True},
-            "discriminator": {"name": "maxout"},  # defaults: 3 x 200 units, 5 pieces
-            "gan": {"pack": pack},
+            "data": {"name": "mixture", "kind": "ring",
+                     "batch_size": BATCH["gan"] * (pack if reference else 1)},
+            "generator": {"name": "mlp", "hidden": (400, 400, 400, 400), "batch_norm": True,
+                          "batch_norm_momentum": 0.95 if reference else 0.9, **init},
+            "discriminator": {"name": "maxout", **init},  # defaults: 3 x 200 units, 5 pieces
+            "gan": {"pack": pack, "updates": updates},
             "optim": {"name": "adam", "learning_rate": 1e-4, "b1": 0.8},
             "loop": {"steps": steps}}
 
@@ -170,12 +179,14 @@ def dlcore_runner(config: dict, k: int, seed: int = 0) -> tuple[Runner, int]:
 # --- hand-written: one file's worth of Flax and optax --------------------------------------------
 
 class Generator(nn.Module):
+    momentum: float = 0.9
+
     @nn.compact
     def __call__(self, z, train: bool):
         h = z
         for _ in range(4):
             h = nn.Dense(400)(h)
-            h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+            h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(h))
         return nn.Dense(2)(h)
 
 
@@ -229,13 +240,17 @@ def handwritten_runner(init, step, k: int) -> tuple[Runner, int]:
     return runner, params
 
 
-def handwritten_gan(pack: int, k: int, seed: int = 0):
+def handwritten_gan(pack: int, k: int, updates: str, seed: int = 0):
+    """PacGAN's ring step written out: 'alternating' (the discriminator steps on a batch of 100
+    against 100 generated samples, then the generator on 100 more; `pack` consecutive samples
+    side by side) or 'simultaneous' (PacGAN's reference: 100 packed inputs, each slot a generator
+    batch of its own; both gradients at the same parameters, then both steps)."""
     b = BATCH["gan"]
     rng = np.random.default_rng(seed)
-    angles = 2 * np.pi * rng.integers(8, size=100_000) / 8
-    x = np.stack([np.cos(angles), np.sin(angles)], 1) + 0.01 * rng.standard_normal((100_000, 2))
+    angles = 2 * np.pi * rng.integers(8, size=200_000) / 8
+    x = np.stack([np.cos(angles), np.sin(angles)], 1) + 0.01 * rng.standard_normal((200_000, 2))
     x = jnp.asarray(x, jnp.float32)
-    G, D = Generator(), Discriminator()
+    G, D = Generator(0.95 if updates == "simultaneous" else 0.9), Discriminator()
     tx = optax.adam(1e-4, b1=0.8)
     key = jax.random.key(seed)
 
@@ -244,12 +259,15 @@ def handwritten_gan(pack: int, k: int, seed: int = 0):
         d = D.init(jax.random.fold_in(key, 2), jnp.zeros((1, 2 * pack)))["params"]
         return (g["params"], d), g["batch_stats"], (tx.init(g["params"]), tx.init(d))
 
-    def step(state, t):
+    def generate(g, stats, z):
+        out, new = G.apply({"params": g, "batch_stats": stats}, z, True, mutable=["batch_stats"])
+        return out, new["batch_stats"]
+
+    def alternating(state, t):
         (g, d), stats, (g_opt, d_opt) = state
         real = jax.lax.dynamic_slice_in_dim(x, (t * b) % x.shape[0], b)
         k1, k2 = jax.random.split(jax.random.fold_in(key, t))
-        fake, _ = G.apply({"params": g, "batch_stats": stats}, jax.random.normal(k1, (b, 2)),
-                          True, mutable=["batch_stats"])
+        fake, _ = generate(g, stats, jax.random.normal(k1, (b, 2)))
 
         def d_loss(d):  # pack: `pack` consecutive samples side by side, one input
             real_logits = D.apply({"params": d}, real.reshape(b // pack, 2 * pack))
@@ -261,17 +279,40 @@ def handwritten_gan(pack: int, k: int, seed: int = 0):
         d = optax.apply_updates(d, updates)
 
         def g_loss(g):
-            fake, new = G.apply({"params": g, "batch_stats": stats}, jax.random.normal(k2, (b, 2)),
-                                True, mutable=["batch_stats"])
+            fake, new = generate(g, stats, jax.random.normal(k2, (b, 2)))
             logits = D.apply({"params": d}, fake.reshape(b // pack, 2 * pack))
-            return jnp.mean(jax.nn.softplus(-logits)), new["batch_stats"]
+            return jnp.mean(jax.nn.softplus(-logits)), new
 
         (gl, stats), grads = jax.value_and_grad(g_loss, has_aux=True)(g)
         updates, g_opt = tx.update(grads, g_opt, g)
         g = optax.apply_updates(g, updates)
         return ((g, d), stats, (g_opt, d_opt)), {"d_loss": dl, "g_loss": gl}
 
-    return handwritten_runner(init, step, k)
+    def simultaneous(state, t):
+        (g, d), stats, (g_opt, d_opt) = state
+        real = jax.lax.dynamic_slice_in_dim(x, (t * b * pack) % x.shape[0], b * pack)
+        z = jax.random.normal(jax.random.fold_in(key, t), (pack, b, 2))
+
+        def losses(d, g):
+            slots = [generate(g, stats, z[j]) for j in range(pack)]  # each its own batch
+            fake = jnp.concatenate([f for f, _ in slots], axis=1)    # [b, 2 * pack]
+            real_logits = D.apply({"params": d}, real.reshape(b, 2 * pack))
+            fake_logits = D.apply({"params": d}, fake)
+            new = jax.tree.map(lambda *a: sum(a) / pack, *[s for _, s in slots])
+            return (jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits)),
+                    jnp.mean(jax.nn.softplus(-fake_logits))), new
+
+        # one forward pass, a backward pass per loss (two value_and_grads would run it twice)
+        (dl, gl), vjp, stats = jax.vjp(losses, d, g, has_aux=True)
+        d_grads = vjp((jnp.ones_like(dl), jnp.zeros_like(gl)))[0]
+        g_grads = vjp((jnp.zeros_like(dl), jnp.ones_like(gl)))[1]
+        updates, d_opt = tx.update(d_grads, d_opt, d)
+        d = optax.apply_updates(d, updates)
+        updates, g_opt = tx.update(g_grads, g_opt, g)
+        g = optax.apply_updates(g, updates)
+        return ((g, d), stats, (g_opt, d_opt)), {"d_loss": dl, "g_loss": gl}
+
+    return handwritten_runner(init, simultaneous if updates == "simultaneous" else alternating, k)
 
 
 def handwritten_vae(k: int, seed: int = 0):
@@ -376,10 +417,11 @@ def main() -> None:
     print(f"{args.steps} steps x {args.repeats} repeats, {jax.default_backend()} backend, "
           f"jax {jax.__version__}", flush=True)
     rows = []
-    for pack in (1, 2):
+    for updates, pack in (("alternating", 1), ("simultaneous", 1), ("simultaneous", 2)):
         params = step_comparison(
-            f"GAN ring, pack {pack}", lambda k: dlcore_runner(gan_config(pack, args.steps), k),
-            lambda k: handwritten_gan(pack, k), ks, args.steps, args.repeats, rows)
+            f"GAN ring, {updates[:3]}, pack {pack}",
+            lambda k: dlcore_runner(gan_config(pack, args.steps, updates), k),
+            lambda k: handwritten_gan(pack, k, updates), ks, args.steps, args.repeats, rows)
         assert params["dlcore"] == params["hand"], params
     params = step_comparison("VAE mnist_digits", lambda k: dlcore_runner(vae_config(args.steps), k),
                              handwritten_vae, ks, args.steps, args.repeats, rows)
