@@ -345,11 +345,14 @@ def _train(algorithm, data, cfg, workdir, seed_list, vmapped, members, record, n
     final = _evaluate(evaluate, states, device_data, keys["eval"], data, watch,
                       lambda: (t, last_saved), final=True) if evaluate else {}
     timed = (t_end - t_loop - eval_seconds, t - steps_timed) if t_loop else None
+    rate = (timed[1] / timed[0]) if timed and timed[0] > 0 else None
+    if rate is None and t == start and main:  # a finished run re-reported keeps its training's rate
+        rate = rundir.earlier_rate(workdir / "summary.json")
     summary = rundir.summary(name, {n.replace("/", "_"): v for n, v in final.items()}, seed_list,
                              vmapped, {
         "steps": total, "start_step": start, "steps_run": t - start,
         "seconds": time.perf_counter() - t_start,
-        "steps_per_second": (timed[1] / timed[0]) if timed and timed[0] > 0 else None,
+        "steps_per_second": rate,
         "headline": list(algorithm.headline), **summary_extra})
     if stopper:
         summary["early_stopping"] = {"stopped_at_step": t,

@@ -166,6 +166,15 @@ def jsonable(x):
     return reference(x)
 
 
+def earlier_rate(path: Path) -> float | None:
+    """The steps_per_second an earlier summary.json recorded (None if none, or unreadable)."""
+    try:
+        rate = json.loads(path.read_text()).get("steps_per_second")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(rate) if type(rate) in (int, float) else None
+
+
 def summary(name: str, named: dict, seed_list: list, seed_axis: bool, run: dict) -> dict:
     """summary.json: final metrics (means over seeds), their spread and per-seed values, and how
     the run went. named: summary name -> value, with a leading seed axis when `seed_axis`;

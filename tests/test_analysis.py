@@ -159,6 +159,26 @@ def test_adding_study_quick(tmp_path):
     assert (out / "grad_through_time.png").stat().st_size > 5000
 
 
+def test_pacgan_study_quick_tables_every_seed_and_re_reports_a_finished_row(tmp_path):
+    out = tmp_path / "pacgan"
+    args = ["--quick", "--seeds", "2", "--only", "ring/pacgan2", "--out", str(out)]
+    assert _study("pacgan").main(args) == 0
+    row = (out / "pacgan.md").read_text().splitlines()[2].split(" | ")
+    data = json.loads((out / "pacgan.json").read_text())["rows"]["ring/pacgan2"]
+    modes = data["per_seed"]["test_modes"]
+    assert row[0] == "| `ring/pacgan2`" and row[1] == "40" and row[2] == "7.9 ± 0.1"
+    assert row[3] == f"{np.mean(modes):.1f} ({modes[0]:.1f}, {modes[1]:.1f})"
+    assert row[4] == "95.6 %" and row[6] == "0.07"
+    rate = data["steps_per_second"]
+    assert rate > 0
+    # a finished row is re-reported without training, its figures and training speed kept
+    assert _study("pacgan").main(args) == 0
+    again = json.loads((out / "pacgan.json").read_text())["rows"]["ring/pacgan2"]
+    assert again == data
+    summary = json.loads((out / "ring_pacgan2" / "summary.json").read_text())
+    assert summary["steps_run"] == 0 and summary["steps_per_second"] == rate
+
+
 def test_layer_grad_norms_come_in_depth_order():
     """Pytrees sort dict keys as strings; the study needs layer 2 before layer 10."""
     from dlcore.models.mlp import MLP
