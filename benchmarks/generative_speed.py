@@ -5,7 +5,8 @@
 
 Three measurements, in this one process (every ratio is against a figure of the same run):
 
-1. GAN, PacGAN's ring protocol: 8-mode ring mixture (sigma 0.01, 100,000 points in stored order),
+1. GAN, PacGAN's ring protocol: 8-mode ring mixture (sigma 0.01, 100,000 points in stored order;
+   200,000 for PacGAN's pack 2),
    generator MLP 2 -> 4 x (Dense 400, batch norm, ReLU) -> 2, discriminator maxout MLP (3 layers
    of 200 units x 5 pieces) -> 1 logit, non-saturating loss, Adam lr 1e-4 b1 0.8, batch 100.
    Three steps: 'alt' (dlcore's default: the discriminator's update, then the generator's, pack
@@ -68,7 +69,8 @@ def gan_config(pack: int, steps: int, updates: str = "simultaneous") -> dict:
     init = {"init": "normal_002"} if reference else {}
     return {"algorithm": "gan",
             "data": {"name": "mixture", "kind": "ring",
-                     "batch_size": BATCH["gan"] * (pack if reference else 1)},
+                     "batch_size": BATCH["gan"] * (pack if reference else 1),
+                     "num_samples": 100_000 * (pack if reference else 1)},
             "generator": {"name": "mlp", "hidden": (400, 400, 400, 400), "batch_norm": True,
                           "batch_norm_momentum": 0.95 if reference else 0.9, **init},
             "discriminator": {"name": "maxout", **init},  # defaults: 3 x 200 units, 5 pieces
@@ -247,8 +249,9 @@ def handwritten_gan(pack: int, k: int, updates: str, seed: int = 0):
     batch of its own; both gradients at the same parameters, then both steps)."""
     b = BATCH["gan"]
     rng = np.random.default_rng(seed)
-    angles = 2 * np.pi * rng.integers(8, size=200_000) / 8
-    x = np.stack([np.cos(angles), np.sin(angles)], 1) + 0.01 * rng.standard_normal((200_000, 2))
+    n = 100_000 * (pack if updates == "simultaneous" else 1)  # as gan_config's data
+    angles = 2 * np.pi * rng.integers(8, size=n) / 8
+    x = np.stack([np.cos(angles), np.sin(angles)], 1) + 0.01 * rng.standard_normal((n, 2))
     x = jnp.asarray(x, jnp.float32)
     G, D = Generator(0.95 if updates == "simultaneous" else 0.9), Discriminator()
     tx = optax.adam(1e-4, b1=0.8)
