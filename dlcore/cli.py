@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--split", default="test")
     a._add_action(next(o for o in r._actions if "--no-compile-cache" in o.option_strings))
     args = parser.parse_args(argv)
+    return guarded(lambda: _main(args))
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """work()'s exit status, under the `dlcore` command's rules (the module docstring): Ctrl-C and
+    SIGTERM end it with 130/143, warnings and dlcore's errors are one line on stderr with their
+    exit status, not a traceback. For a script of one's own that trains through dlcore, as the
+    studies in experiments/studies do: `sys.exit(cli.guarded(main))`."""
     previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     # orbax logs what it meets (a damaged checkpoint, a missing file) through absl, several lines
     # each; dlcore says what it did about it in one line of its own
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _one_line
     try:
-        return _main(args)
+        return _one_line_errors(work)
     finally:
         warnings.showwarning = shown
         for sig, handler in previous.items():
@@ -169,28 +177,33 @@ def _one_line(message, category, filename, lineno, file=None, line=None):
 
 def _main(args) -> int:
     from dlcore import distributed
+    if args.command == "list":
+        from dlcore.config import list_experiments
+        for name, doc in list_experiments():
+            print(f"{name:24s} {doc}")
+        return 0
+    if not getattr(args, "no_compile_cache", False):
+        from dlcore import compile_cache
+        compile_cache.enable()
+    if args.command == "report":
+        return _report(Path(args.workdir))
+    if args.command == "explain":
+        from dlcore import explain
+        return explain.main(args)
+    if args.command == "attack":
+        from dlcore import attack
+        return attack.main(args)
+    code = {"sweep": _sweep, "search": _search}.get(args.command, _run)(args)
+    distributed.leave(done=True)  # the other processes must not take this exit for a death
+    return code
+
+
+def _one_line_errors(work: Callable[[], int]) -> int:
+    from dlcore import distributed
     from dlcore.config import ConfigError
     from dlcore.loop import Hung, Interrupted, TrainingError
     try:
-        if args.command == "list":
-            from dlcore.config import list_experiments
-            for name, doc in list_experiments():
-                print(f"{name:24s} {doc}")
-            return 0
-        if not getattr(args, "no_compile_cache", False):
-            from dlcore import compile_cache
-            compile_cache.enable()
-        if args.command == "report":
-            return _report(Path(args.workdir))
-        if args.command == "explain":
-            from dlcore import explain
-            return explain.main(args)
-        if args.command == "attack":
-            from dlcore import attack
-            return attack.main(args)
-        code = {"sweep": _sweep, "search": _search}.get(args.command, _run)(args)
-        distributed.leave(done=True)  # the other processes must not take this exit for a death
-        return code
+        return work()
     except ConfigError as e:
         print(f"dlcore: error: {e}", file=sys.stderr)
         return 2

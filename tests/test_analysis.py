@@ -1,6 +1,9 @@
 """dlcore.analysis and `dlcore report`'s pictures, and the study scripts' quick modes."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -199,3 +202,28 @@ def test_report_on_seeds_run_one_after_another_reports_each_seed(tmp_path, capsy
     for seed in (0, 1):
         assert (tmp_path / f"seed_{seed}" / "plots" / "activations.png").exists()
         assert f"seed_{seed}" in printed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="run directories are locked with flock")
+def test_a_study_says_in_one_line_that_its_run_directory_is_in_use(tmp_path):
+    """A study is a command too: another process holding a row's run directory is one line and
+    exit status 2 (cli.guarded), not ConfigError's traceback; the holder's run is left alone."""
+    import fcntl
+    held = tmp_path / "ring_gan"
+    held.mkdir()
+    fd = os.open(held / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, b"process 1 on elsewhere since 2026-12-03 05:41:07", 0)
+    try:
+        r = subprocess.run([sys.executable, str(ROOT / "experiments" / "studies" / "pacgan.py"),
+                            "--quick", "--only", "ring/gan", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        os.close(fd)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("dlcore: error:")]
+    assert errors == [f"dlcore: error: run directory {held} is in use by process 1 on elsewhere "
+                      "since 2026-12-03 05:41:07; wait for that run to end, or choose another "
+                      "--workdir"]
+    assert sorted(p.name for p in held.iterdir()) == [".lock"] and not (tmp_path / "pacgan.md").exists()

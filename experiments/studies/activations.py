@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import analysis, experiment, models, study
+from dlcore import analysis, cli, experiment, models, study
 
 DEPTH, WIDTH = 12, 64
 COMMON = [f"model.hidden={[WIDTH] * DEPTH}", "model.residual=false", "model.init=lecun_normal",
@@ -87,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

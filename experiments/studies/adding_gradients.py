@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import analysis, experiment, models, study
+from dlcore import analysis, cli, experiment, models, study
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -72,4 +72,4 @@ def figure(curves: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from dlcore import study
+from dlcore import cli, study
 
 MODELS = {"gcn": ["model.conv=gcn", "model.readout=mean"],
           "gat": ["model.conv=gat", "model.readout=mean", "model.heads=8"],
@@ -66,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

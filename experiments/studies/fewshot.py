@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dlcore import data as data_lib, experiment as experiment_lib, study
+from dlcore import cli, data as data_lib, experiment as experiment_lib, study
 from dlcore.data import episodes
 
 METHODS = ("protonet", "maml", "pretrained")
@@ -69,4 +69,4 @@ def nearest_neighbour(experiment: str, k: int, quick: bool) -> tuple[float, floa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

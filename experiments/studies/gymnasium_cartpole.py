@@ -8,16 +8,17 @@ training episodes) and environment steps per second of both paths, and their rat
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from dlcore import experiment, gym, rl
+from dlcore import cli, experiment, gym, rl
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="40 iterations instead of 976")
@@ -59,7 +60,8 @@ def main() -> None:
     print(f"end-to-end JAX / Gymnasium host loop: {result['speedup_jax_over_gymnasium']:.1f}x")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.guarded(main))

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dlcore import experiment, study
+from dlcore import cli, experiment, study
 
 ROWS = ("ring/gan", "ring/pacgan2", "grid/gan", "grid/pacgan2")
 PUBLISHED_STD = {"ring/gan": 0.5, "ring/pacgan2": 0.1, "grid/gan": 0.8, "grid/pacgan2": 0.7}
@@ -78,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dlcore import study
+from dlcore import cli, study
 
 VARIANTS = {
     "none": [],
@@ -68,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

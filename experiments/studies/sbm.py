@@ -21,7 +21,7 @@ import argparse
 import sys
 import time
 
-from dlcore import study
+from dlcore import cli, study
 
 MODELS = {"GCN": [],
           "GAT": ["model.conv=gat", "model.hidden=64", "model.heads=8", "model.dropout=0.6",
@@ -65,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import experiment, search, study, sweep
+from dlcore import cli, experiment, search, study, sweep
 
 SPACE = ["optim.learning_rate=log:1e-4:1e-1", "optim.weight_decay=log:1e-4:1"]
 METRIC = "validation_accuracy"
@@ -119,4 +119,4 @@ def _text(args, timing: dict, random: dict, halving: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

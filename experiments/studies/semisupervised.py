@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from dlcore import data as data_lib, experiment as experiment_lib, study
+from dlcore import cli, data as data_lib, experiment as experiment_lib, study
 
 EXPERIMENTS = {"digits": "digits/fixmatch", "mnist1d": "mnist1d/fixmatch"}
 METHODS = {"fixmatch": [], "supervised": ["algorithm=supervised"],
@@ -136,4 +136,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dlcore import experiment, meta, models, plots, study
+from dlcore import cli, experiment, meta, models, plots, study
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "pretrained")
 SHOTS = (5, 10, 20)
@@ -125,4 +125,4 @@ def per_task_mse(algorithm, run, config) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcore import experiment, study, sweep
+from dlcore import cli, experiment, study, sweep
 from dlcore.config import check
 
 GRID = {"meta.inner_lr": [0.003, 0.01, 0.03, 0.1], "meta.inner_steps": [1, 2, 3]}
@@ -100,4 +100,4 @@ def sequential(config: dict, summary: dict, seeds: int, out: Path) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from dlcore import experiment as experiment_lib, study
+from dlcore import cli, experiment as experiment_lib, study
 
 SOURCE, TARGET = "mnist_digits/cnn_0to4", "mnist_digits/transfer_5to9"
 PER_CLASS = 400  # training digits of each class in the fixed split (2,000 of digits 5-9)
@@ -95,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))
