@@ -4,14 +4,13 @@ NeurIPS 2018, Table 1, 10 trials).
 
 Command:  python experiments/studies/pacgan.py [--seeds 2] [--only ring/gan,ring/pacgan2]
           [--out runs/pacgan] [--quick]
-Runtime:  about 90 minutes a row for 2 seeds on a 2-core CPU (6 hours for the table). Each row
-          trains in <out>/<ring_gan ...> and resumes there from its last checkpoint (every 20,000
-          steps), so after an interruption the same command carries on, and a finished row is
-          re-reported at once.
-Writes:   <out>/pacgan.md (the table) and pacgan.json (every seed's figures), of the rows this
-          command ran: two commands with different --only and one --out each write their own
-          rows there, the last to end winning; once every row is done, the command without --only
-          re-reports them all in one table at once.
+Runtime:  for 2 seeds on a 2-core CPU, about 90 minutes a row on the ring and 2 to 2.5 hours on
+          the grid (about 8 hours for the table). Each row trains in <out>/<ring_gan ...> and
+          resumes there from its last checkpoint (every 20,000 steps), so after an interruption
+          the same command carries on, and a finished row is re-reported at once.
+Writes:   <out>/pacgan.md (the table) and pacgan.json (every seed's figures) of the rows this
+          command ran, over what was there; once every row is done, the command without --only
+          re-reports them all in one table.
 
 A row is `dlcore run NAME --seeds N --workdir <out>/<name>`: the experiments' docstrings give the
 protocol (PacGAN's reference code: simultaneous updates, N(0, 0.02²) weights, 100 packed inputs a
